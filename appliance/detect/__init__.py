@@ -1,0 +1,1 @@
+"""Detectors on 8 kHz line audio: VAD, AMD, beep/DTMF/tones, endpointing, echo gating."""

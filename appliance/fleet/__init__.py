@@ -1,0 +1,1 @@
+"""Fleet over MQTT: health, events, commands, remote config, durable outbox."""

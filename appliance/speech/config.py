@@ -1,0 +1,35 @@
+"""Configuration of speech: models, VAD, STT, TTS."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    threshold: float = field(default=0.5, metadata={"min": 0.05, "max": 0.95})
+    min_speech_ms: int = field(default=150, metadata={"min": 0, "max": 5000})
+    min_silence_ms: int = field(default=300, metadata={"min": 0, "max": 5000})
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    engine: Literal["whisper", "transducer"] = "whisper"
+    model: str = field(default="whisper-tiny.en", metadata={"help": "model name from models/manifest.yaml"})
+    threads: int = field(default=2, metadata={"min": 1, "max": 8})
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    voice: str = field(default="piper-joe-medium", metadata={"help": "voice name from models/manifest.yaml"})
+    speed: float = field(default=1.0, metadata={"min": 0.5, "max": 2.0})
+    threads: int = field(default=2, metadata={"min": 1, "max": 8})
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    models_dir: str | None = field(default=None, metadata={"help": "where models are installed; default /var/lib/appliance/models as root, else ~/.local/share/appliance/models"})
+    mirror: str | None = field(default=None, metadata={"help": "local folder mirroring model files (fleets keep one)"})
+    vad: VadConfig = field(default_factory=VadConfig)
+    stt: SttConfig = field(default_factory=SttConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
