@@ -36,7 +36,7 @@ def _describe(tp) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if origin in (list, tuple):
-        return f"a list of {_describe(get_args(tp)[0])}"
+        return f"a list, each {_describe(get_args(tp)[0])}"
     if origin is dict:
         return f"a mapping of names to {_describe(get_args(tp)[1])}"
     if origin in (typing.Union, types.UnionType):
@@ -202,10 +202,20 @@ def reference(cls, indent: int = 0) -> list[str]:
             default = " (required)"
         help_ = f"  # {f.metadata['help']}" if "help" in f.metadata else ""
         lines.append(" " * indent + f"{f.name}: {_describe(tp)}{default}{help_}")
-        inner = [a for a in (get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)]
-        for sub in inner:
+        for sub in _dataclasses_in(tp):
+            if len(_dataclasses_in(tp)) > 1:
+                lines.append(" " * (indent + 2) + f"# {sub.__name__}:")
             lines.extend(reference(sub, indent + 2))
     return lines
+
+
+def _dataclasses_in(tp) -> list:
+    if dataclasses.is_dataclass(tp):
+        return [tp]
+    found = []
+    for arg in get_args(tp):
+        found.extend(d for d in _dataclasses_in(arg) if d not in found)
+    return found
 
 
 def to_dict(obj) -> Any:
