@@ -49,9 +49,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
    || [ -n "$(find native -name '*.pyx' -newer "$stamp" 2>/dev/null)" ]; then
   say "installing Python packages and compiling the Cython core (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev,audio]'
-  # an editable install builds in a temporary folder; build in place too so the tree imports the compiled core
-  .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>&1 || .venv/bin/python setup.py build_ext --inplace
+  .venv/bin/python -m pip install -q -e '.[dev,audio]'   # the editable build compiles native/ in place
+  .venv/bin/python -c 'import appliance.audio as a, sys; sys.exit(a.IMPLEMENTATION != "compiled" and a.NATIVE_IMPORT_ERROR)'
   touch "$stamp"
 fi
 
