@@ -1,0 +1,124 @@
+"""Durable, bounded, ordered outbox of fleet events (sqlite in WAL mode).
+
+Events survive broker outages and reboots. Rows are deleted only once the broker has acknowledged
+them (QoS 1 PUBACK), so a crash between send and acknowledgement re-sends (a duplicate that the
+receiver removes by event id) and never loses. When full, the oldest rows are dropped first and the
+drop count is kept in the file.
+
+Only the fleet link thread touches the connection; other threads hand events over in memory.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+                                   payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, name TEXT NOT NULL, result TEXT NOT NULL,
+                                     at REAL NOT NULL);
+"""
+
+
+class Outbox:
+    """sqlite outbox. `append_many` stores, `pending_after` reads in order, `ack` deletes."""
+
+    def __init__(self, path: Path, max_events: int):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_events = max_events
+        self._lock = threading.Lock()  # one connection, used by the link thread and at stop()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        # WAL + synchronous=NORMAL: a commit costs no fsync (checkpoints do); survives process crashes.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._depth = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._dropped = int(self.get_meta("dropped") or 0)
+
+    # -- events --------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def append_many(self, rows: Iterable[tuple[str, bytes]]) -> int:
+        """Store (topic, payload) rows in one transaction; enforce the bound. Returns rows dropped."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT INTO events (topic, payload) VALUES (?, ?)", rows)
+                self._depth += len(rows)
+                over = self._depth - self.max_events
+                if over > 0:
+                    db.execute("DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)",
+                               (over,))
+                    self._depth -= over
+                    self._dropped += over
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(self._dropped),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._depth = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                raise
+        return max(over, 0)
+
+    def pending_after(self, seq: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Up to `limit` stored events with a sequence number above `seq`, oldest first."""
+        with self._lock:
+            return self._db.execute("SELECT seq, topic, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (seq, limit)).fetchall()
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """Delete acknowledged events."""
+        seqs = [(s,) for s in seqs]
+        if not seqs:
+            return
+        with self._lock:
+            cur = self._db.executemany("DELETE FROM events WHERE seq = ?", seqs)
+            self._depth -= max(cur.rowcount, 0)
+
+    def count_rejected(self, n: int) -> None:
+        """Events the broker refused for good (e.g. not authorised) count as dropped."""
+        with self._lock:
+            self._dropped += n
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(self._dropped),))
+
+    # -- small key/value state -----------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- command request ids (a repeated id is answered from here, not executed again) ---
+    def request_result(self, request_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT result FROM requests WHERE id = ?", (request_id,)).fetchone()
+        return row[0] if row else None
+
+    def remember_request(self, request_id: str, name: str, result: str, at: float, keep: int = 10000) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?)", (request_id, name, result, at))
+            self._db.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY at DESC "
+                             "LIMIT -1 OFFSET ?)", (keep,))
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.close()
