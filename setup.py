@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 try:
     import numpy
@@ -29,4 +30,20 @@ extensions = [
     for pyx in sorted((HERE / "native").glob("*.pyx"))
 ]
 
-setup(ext_modules=cythonize(extensions, language_level=3, quiet=True))
+
+
+class BuildExt(build_ext):
+    """Turn a compiler failure into a message that says what to install."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # CompileError, LinkError, missing gcc (PlatformError/OSError)
+            sys.exit(
+                f"compiling the native audio core failed: {exc}\n"
+                "It needs a C compiler, the Python headers and libspeexdsp. On Debian/Raspberry Pi OS: "
+                "apt-get install gcc python3-dev libspeexdsp-dev pkg-config"
+            )
+
+
+setup(ext_modules=cythonize(extensions, language_level=3, quiet=True), cmdclass={"build_ext": BuildExt})
