@@ -1,0 +1,345 @@
+"""Speech to text behind one interface, with partial and final results.
+
+Engines (`speech.stt.engine`):
+- `whisper`: sherpa-onnx `OfflineRecognizer.from_whisper` with Whisper tiny.en (int8). The embedded
+  default here: the best engine these machines can install (measured in `appliance bench speech`).
+  Whisper is not a streaming model, so its stream works by VAD segment: each stretch of speech is
+  decoded once, as soon as the caller pauses (`partial()`, speculative, while the pause is still
+  being timed by the endpointer); `finalize()` then only decodes audio that came after the last
+  speculative decode, so the transcript is ready when the turn ends.
+- `transducer`: a sherpa-onnx streaming zipformer transducer (the box's production engine,
+  fetched through the registry): it decodes while the caller speaks; `partial()` is the running
+  hypothesis, `finalize()` flushes the last frames.
+
+Thread safety: engines are shared by all calls of a process (`get_stt`). sherpa-onnx recognizers
+keep per-utterance state in streams, but to be safe against engine-internal scratch state the
+decode calls of one engine are serialised by a lock (sherpa-onnx releases the GIL while decoding,
+so other Python threads keep running). Streams belong to one call / one thread.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from ..errors import ModelError
+from .config import SpeechConfig
+
+LINE_RATE = 8000
+
+
+def _f32(pcm: np.ndarray) -> np.ndarray:
+    pcm = np.asarray(pcm)
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / 32768.0
+    if pcm.dtype in (np.float32, np.float64):
+        return pcm.astype(np.float32)
+    raise TypeError(f"STT wants int16 (or float) PCM, got {pcm.dtype}")
+
+
+class SttStream:
+    """Audio of one caller turn (or of a whole call, segment by segment)."""
+
+    def accept(self, frame: np.ndarray) -> None:
+        """Append int16 audio at the line rate (8 kHz)."""
+        raise NotImplementedError
+
+    def partial(self) -> str:
+        """The transcript so far (may decode speculatively; blocking)."""
+        raise NotImplementedError
+
+    def finalize(self) -> str:
+        """The final transcript of all audio accepted so far (blocking). The stream is then reset."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Drop all audio and results."""
+        raise NotImplementedError
+
+
+class SttEngine:
+    """A loaded STT model. `name` says which (e.g. "whisper:whisper-tiny.en")."""
+
+    name: str = "?"
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int = LINE_RATE) -> str:
+        """Transcribe a whole recording (blocking)."""
+        raise NotImplementedError
+
+    def stream(self) -> SttStream:
+        raise NotImplementedError
+
+
+# ---- Whisper (offline, decoded per VAD segment) ------------------------------------------------
+
+class WhisperEngine(SttEngine):
+    """Whisper through sherpa-onnx. Audio is upsampled to 16 kHz with the native resampler (sherpa's
+    own resampler logs on every stream and is slower)."""
+
+    # Whisper hallucinates on silence and near-silence; these outputs mean "nothing said".
+    _NOISE = {"", ".", "you", "thank you.", "thanks for watching!", "[blank_audio]", "(silence)", "[silence]"}
+
+    def __init__(self, model: str, recognizer, vad_config=None):
+        self.model = model
+        self.name = f"whisper:{model}"
+        self._rec = recognizer
+        self._lock = threading.Lock()
+        self.vad_config = vad_config
+
+    def decode16k(self, samples16k: np.ndarray) -> str:
+        """Decode float32 16 kHz samples of one utterance."""
+        if len(samples16k) < 1600:         # < 0.1 s: nothing to say, and whisper would invent text
+            return ""
+        s = self._rec.create_stream()
+        s.accept_waveform(16000, samples16k)
+        with self._lock:
+            self._rec.decode_stream(s)
+        text = s.result.text.strip()
+        return "" if text.lower() in self._NOISE else text
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int = LINE_RATE) -> str:
+        return self.decode16k(_to16k(pcm, sample_rate))
+
+    def stream(self) -> WhisperStream:
+        return WhisperStream(self)
+
+
+def _to16k(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
+    pcm = np.asarray(pcm)
+    if sample_rate == 16000:
+        return _f32(pcm)
+    from ..audio import Resampler
+
+    if pcm.dtype != np.int16:
+        pcm = (np.clip(_f32(pcm), -1, 1) * 32767).astype(np.int16)
+    r = Resampler(sample_rate, 16000)
+    out = r.process(np.ascontiguousarray(pcm))
+    tail = r.process(np.zeros(64, dtype=np.int16))
+    return _f32(np.concatenate((out, tail)))
+
+
+class WhisperStream(SttStream):
+    """Segment-wise Whisper decoding driven by its own VAD.
+
+    Audio is split at pauses (the VAD's min_silence). Each finished segment is decoded once (its
+    text is then fixed); the open segment is decoded speculatively by `partial()` and that result
+    is reused by `finalize()` when no speech came after it."""
+
+    _PAD_MS = 160        # audio kept before/after speech so word edges are not clipped
+    _MAX_SEGMENT_MS = 15000   # a very long segment is cut (whisper's window is 30 s; cost grows)
+
+    def __init__(self, engine: WhisperEngine):
+        from ..audio import Resampler
+        from ..detect.vad import Vad
+
+        self.engine = engine
+        self._vad = Vad(engine.vad_config, LINE_RATE)
+        self._resampler = Resampler(LINE_RATE, 16000)
+        self.reset()
+
+    def reset(self) -> None:
+        self._vad.reset()
+        self._resampler.reset()
+        self._audio16: list[np.ndarray] = []    # all 16 kHz audio of the open segment (+ pre-roll)
+        self._n16 = 0
+        self._base_ms = 0.0                      # audio time of self._audio16[0]
+        self._seg_start_ms: float | None = None  # speech start of the open segment
+        self._texts: list[str] = []              # fixed texts of finished segments
+        self._spec: tuple[float, str] | None = None   # (speech end ms covered, text) of the open segment
+        self.last_decode_ms = 0.0                # wall time of the last decode (for benchmarks)
+        self.decodes = 0
+
+    def accept(self, frame: np.ndarray) -> None:
+        frame = np.ascontiguousarray(frame, dtype=np.int16)
+        up = self._resampler.process(frame)
+        self._audio16.append(up)
+        self._n16 += len(up)
+        for ev in self._vad.feed(frame):
+            if ev.kind == "speech_start":
+                if self._seg_start_ms is None:
+                    self._seg_start_ms = ev.t_ms
+                    self._trim_before(ev.t_ms - self._PAD_MS)
+            else:
+                self._close_segment(ev.t_ms)
+        if self._seg_start_ms is None:
+            self._trim_before(self._vad.time_ms - 2 * self._PAD_MS)   # keep only a short pre-roll
+        elif self._vad.time_ms - self._seg_start_ms > self._MAX_SEGMENT_MS:
+            self._close_segment(self._vad.time_ms)
+
+    def _trim_before(self, t_ms: float) -> None:
+        drop = int(max(0.0, t_ms - self._base_ms) * 16)
+        if drop <= 0 or drop >= self._n16:
+            return
+        audio = np.concatenate(self._audio16)[drop:]
+        self._audio16, self._n16 = [audio], len(audio)
+        self._base_ms += drop / 16.0
+
+    def _segment_audio(self, end_ms: float) -> np.ndarray:
+        audio = np.concatenate(self._audio16) if self._audio16 else np.zeros(0, np.float32)
+        stop = int((end_ms + self._PAD_MS - self._base_ms) * 16)
+        return _f32(audio[:max(0, stop)])
+
+    def _decode_open(self, end_ms: float) -> str:
+        t0 = time.perf_counter()
+        text = self.engine.decode16k(self._segment_audio(end_ms))
+        self.last_decode_ms = (time.perf_counter() - t0) * 1000
+        self.decodes += 1
+        return text
+
+    def _close_segment(self, end_ms: float) -> None:
+        if self._seg_start_ms is None:
+            return
+        if self._spec is not None and self._spec[0] >= end_ms - 1:
+            text = self._spec[1]
+        else:
+            text = self._decode_open(end_ms)
+        if text:
+            self._texts.append(text)
+        self._seg_start_ms, self._spec = None, None
+        self._trim_before(end_ms)
+
+    def _open_speech_end_ms(self) -> float:
+        """End of the speech heard so far in the open segment (excluding a pause in progress)."""
+        return self._vad.time_ms - self._vad.pause_ms
+
+    def partial(self) -> str:
+        """Fixed segments plus a speculative decode of the open one (reused if nothing new)."""
+        if self._seg_start_ms is not None:
+            end = self._open_speech_end_ms()
+            if self._spec is None or self._spec[0] < end - 1:
+                self._spec = (end, self._decode_open(end))
+            return " ".join(t for t in [*self._texts, self._spec[1]] if t)
+        return " ".join(self._texts)
+
+    @property
+    def ready(self) -> bool:
+        """True when finalize() would not need to decode (the speculative result is current)."""
+        return self._seg_start_ms is None or (self._spec is not None and self._spec[0] >= self._open_speech_end_ms() - 1)
+
+    def finalize(self) -> str:
+        if self._seg_start_ms is not None:
+            self._close_segment(self._open_speech_end_ms())
+        text = " ".join(self._texts)
+        self.reset()
+        return text
+
+
+# ---- streaming transducer (sherpa-onnx OnlineRecognizer) --------------------------------------
+
+class TransducerEngine(SttEngine):
+    """A streaming zipformer transducer: decodes as audio arrives. 8 kHz audio is handed to sherpa
+    with its rate; sherpa resamples to the model's 16 kHz."""
+
+    def __init__(self, model: str, recognizer):
+        self.model = model
+        self.name = f"transducer:{model}"
+        self._rec = recognizer
+        self._lock = threading.Lock()
+
+    def _drain(self, s) -> None:
+        with self._lock:
+            while self._rec.is_ready(s):
+                self._rec.decode_stream(s)
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int = LINE_RATE) -> str:
+        s = self._rec.create_stream()
+        s.accept_waveform(sample_rate, _f32(pcm))
+        s.accept_waveform(sample_rate, np.zeros(int(0.5 * sample_rate), np.float32))  # flush right context
+        s.input_finished()
+        self._drain(s)
+        return self._rec.get_result(s).strip().lower()
+
+    def stream(self) -> TransducerStream:
+        return TransducerStream(self)
+
+
+class TransducerStream(SttStream):
+    def __init__(self, engine: TransducerEngine):
+        self.engine = engine
+        self.reset()
+
+    def reset(self) -> None:
+        self._s = self.engine._rec.create_stream()
+        self.last_decode_ms = 0.0
+
+    def accept(self, frame: np.ndarray) -> None:
+        self._s.accept_waveform(LINE_RATE, _f32(frame))
+        self.engine._drain(self._s)
+
+    def partial(self) -> str:
+        return self.engine._rec.get_result(self._s).strip().lower()
+
+    ready = True
+
+    def finalize(self) -> str:
+        t0 = time.perf_counter()
+        self._s.accept_waveform(LINE_RATE, np.zeros(int(0.3 * LINE_RATE), np.float32))
+        self._s.input_finished()
+        self.engine._drain(self._s)
+        text = self.partial()
+        self.last_decode_ms = (time.perf_counter() - t0) * 1000
+        self.reset()
+        return text
+
+
+# ---- loading and the process-wide cache ------------------------------------------------------
+
+def load_whisper(registry, name: str, threads: int = 2, vad_config=None) -> WhisperEngine:
+    import sherpa_onnx
+
+    info = registry.info(name)
+    folder = registry.path(name)
+    rec = sherpa_onnx.OfflineRecognizer.from_whisper(
+        encoder=str(folder / info.roles["encoder"]), decoder=str(folder / info.roles["decoder"]),
+        tokens=str(folder / info.roles["tokens"]), language="en", task="transcribe", num_threads=threads)
+    return WhisperEngine(name, rec, vad_config)
+
+
+def load_transducer(registry, name: str, threads: int = 2) -> TransducerEngine:
+    import sherpa_onnx
+
+    info = registry.info(name)
+    folder = registry.path(name)
+    rec = sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=str(folder / info.roles["tokens"]), encoder=str(folder / info.roles["encoder"]),
+        decoder=str(folder / info.roles["decoder"]), joiner=str(folder / info.roles["joiner"]),
+        num_threads=threads, sample_rate=16000, feature_dim=80, decoding_method="greedy_search",
+        enable_endpoint_detection=False)
+    return TransducerEngine(name, rec)
+
+
+def create_stt(cfg: SpeechConfig | None = None, registry=None) -> SttEngine:
+    """Load the configured STT engine (model verified, test-loaded in a child process when new)."""
+    try:
+        import sherpa_onnx  # noqa: F401
+    except ImportError:
+        raise ModelError("STT needs sherpa-onnx: pip install sherpa-onnx") from None
+    from .registry import ModelRegistry
+
+    cfg = cfg or SpeechConfig()
+    registry = registry or ModelRegistry.from_config(cfg)
+    info = registry.info(cfg.stt.model)
+    if info.kind != "stt":
+        raise ModelError(f"model {info.name!r} is a {info.kind} model, not an STT model")
+    if info.engine != cfg.stt.engine:
+        raise ModelError(f"speech.stt.engine is {cfg.stt.engine!r} but model {info.name!r} is a {info.engine} model")
+    if info.engine == "whisper":
+        return load_whisper(registry, info.name, cfg.stt.threads, cfg.vad)
+    if info.engine == "transducer":
+        return load_transducer(registry, info.name, cfg.stt.threads)
+    raise ModelError(f"model {info.name!r}: unknown STT engine {info.engine!r}")
+
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple, SttEngine] = {}
+
+
+def get_stt(cfg: SpeechConfig | None = None) -> SttEngine:
+    """The process-wide shared STT engine for this configuration (loaded once)."""
+    cfg = cfg or SpeechConfig()
+    key = (cfg.stt.engine, cfg.stt.model, cfg.stt.threads, cfg.vad, cfg.models_dir, cfg.mirror)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = create_stt(cfg)
+        return _cache[key]
