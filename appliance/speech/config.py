@@ -7,16 +7,17 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class VadConfig:
-    threshold: float = field(default=0.5, metadata={"min": 0.05, "max": 0.95})
-    min_speech_ms: int = field(default=150, metadata={"min": 0, "max": 5000})
-    min_silence_ms: int = field(default=300, metadata={"min": 0, "max": 5000})
+    threshold: float = field(default=0.5, metadata={"help": "speech probability above which a 32 ms window is speech", "min": 0.05, "max": 0.95})
+    min_speech_ms: int = field(default=150, metadata={"help": "speech must last this long before speech_start", "min": 0, "max": 5000})
+    min_silence_ms: int = field(default=300, metadata={"help": "silence must last this long before speech_end", "min": 0, "max": 5000})
 
 
 @dataclass(frozen=True)
 class SttConfig:
-    engine: Literal["whisper", "transducer"] = "whisper"
+    engine: Literal["whisper", "transducer"] = field(default="whisper", metadata={"help": "whisper: Whisper tiny.en decoded per VAD segment (embedded default); transducer: sherpa-onnx streaming zipformer (fetch it first)"})
     model: str = field(default="whisper-tiny.en", metadata={"help": "model name from models/manifest.yaml"})
     threads: int = field(default=2, metadata={"min": 1, "max": 8})
+    speculate_after_ms: int = field(default=32, metadata={"help": "decode speculatively once the caller has paused this long, so the transcript is ready when the turn ends", "min": 0, "max": 2000})
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class TtsConfig:
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    models_dir: str | None = field(default=None, metadata={"help": "where models are installed; default /var/lib/appliance/models as root, else ~/.local/share/appliance/models"})
-    mirror: str | None = field(default=None, metadata={"help": "local folder mirroring model files (fleets keep one)"})
+    models_dir: str | None = field(default=None, metadata={"help": "where models are installed; default /var/lib/appliance/models as root, else ~/.local/share/appliance/models (env APPLIANCE_MODELS_DIR overrides)"})
+    mirror: str | None = field(default=None, metadata={"help": "local folder mirroring model files (fleets keep one); env APPLIANCE_MODELS_MIRROR; default <repo>/../shared/models if present"})
     vad: VadConfig = field(default_factory=VadConfig)
     stt: SttConfig = field(default_factory=SttConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
