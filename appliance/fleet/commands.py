@@ -110,8 +110,10 @@ def parse_request(payload: bytes) -> Request:
         raise BadRequest(f"request too large: {len(payload)} bytes, at most {MAX_REQUEST_BYTES}")
     try:
         data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"not a JSON object: {exc}") from None
+    except RecursionError:
+        raise BadRequest("not a JSON object: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(f"not a JSON object: got {type(data).__name__}")
     request_id = data.get("id")
