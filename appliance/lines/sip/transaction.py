@@ -1,0 +1,296 @@
+"""The SIP transport and transaction layers over UDP (RFC 3261 §17, §18; rport per RFC 3581).
+
+Client transactions retransmit with T1 doubling (capped at T2 for non-INVITE) and give up after
+64*T1 (Timer B/F) with a synthesized 408. Server transactions answer retransmitted requests with the
+last response; final responses to INVITE are retransmitted until the ACK arrives (Timer G/H, and the
+core's 2xx retransmission of §13.3.1.4).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .message import SipMessage, SipParseError, Via, make_response, parse
+
+log = logging.getLogger(__name__)
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + os.urandom(8).hex()
+
+
+def new_tag() -> str:
+    return os.urandom(6).hex()
+
+
+@dataclass
+class ClientTransaction:
+    request: SipMessage
+    addr: tuple[str, int]
+    data: bytes
+    future: asyncio.Future
+    on_provisional: Callable[[SipMessage], None] | None = None
+    provisional_seen: bool = False
+    final: SipMessage | None = None
+    ack: bytes | None = None          # for INVITE non-2xx: retransmitted when the final repeats
+    timer: asyncio.TimerHandle | None = None
+    interval: float = 0.5
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ServerTransaction:
+    last_response: bytes | None = None
+    addr: tuple[str, int] | None = None
+    expires: float = 0.0
+
+
+class SipEndpoint(asyncio.DatagramProtocol):
+    """One UDP socket. Incoming requests go to `on_request(msg, addr)`; responses to the client
+    transaction that sent the request; stray responses (2xx retransmissions) to `on_stray_response`."""
+
+    SERVER_TX_LIMIT = 4096
+
+    def __init__(self, on_request: Callable[[SipMessage, tuple[str, int]], None],
+                 accept_datagram: Callable[[bytes, tuple[str, int]], bool] | None = None,
+                 t1_s: float = 0.5, t2_s: float = 4.0):
+        self.on_request = on_request
+        self.accept_datagram = accept_datagram
+        self.on_stray_response: Callable[[SipMessage, tuple[str, int]], None] | None = None
+        self.t1 = t1_s
+        self.t2 = t2_s
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("127.0.0.1", 0)
+        self._client: dict[tuple[str, str], ClientTransaction] = {}
+        self._server: OrderedDict[tuple[str, str, str], ServerTransaction] = OrderedDict()
+        self._reliable: dict[tuple[str, int], tuple[asyncio.TimerHandle | None, bytes]] = {}
+        self.parse_errors = 0
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        self.local = self.transport.get_extra_info("sockname")[:2]
+
+    def close(self) -> None:
+        for tx in list(self._client.values()):
+            if tx.timer:
+                tx.timer.cancel()
+            if not tx.future.done():
+                tx.future.cancel()
+        self._client.clear()
+        for handle, _ in self._reliable.values():
+            if handle:
+                handle.cancel()
+        self._reliable.clear()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def send(self, msg: SipMessage | bytes, addr: tuple[str, int]) -> None:
+        if self.transport is None:
+            return
+        data = msg if isinstance(msg, bytes) else msg.to_bytes()
+        self.transport.sendto(data, addr)
+
+    # ---- incoming ------------------------------------------------------------------------
+    def datagram_received(self, data: bytes, addr) -> None:
+        addr = (addr[0], addr[1])
+        if not data.strip(b"\r\n\x00 "):
+            return                                   # keep-alive
+        if self.accept_datagram is not None and not self.accept_datagram(data, addr):
+            return
+        try:
+            msg = parse(data)
+            if msg.is_request:
+                self._request(msg, addr)
+            else:
+                self._response(msg, addr)
+        except SipParseError as exc:
+            self.parse_errors += 1
+            log.debug("unparseable datagram from %s: %s", addr, exc)
+        except Exception:  # a bug must not take the socket down
+            log.exception("error handling a SIP datagram from %s", addr)
+
+    def _request(self, msg: SipMessage, addr: tuple[str, int]) -> None:
+        via = msg.top_via
+        if "rport" in via.params or via.host.strip("[]") != addr[0]:
+            # RFC 3581 / §18.2.1: note where the request really came from
+            vias = msg.get_all("Via")
+            via.params["received"] = addr[0]
+            if "rport" in via.params:
+                via.params["rport"] = str(addr[1])
+            msg.remove("Via")
+            for i, v in enumerate([str(via)] + vias[1:]):
+                msg.headers.insert(i, ("Via", v))
+        if msg.method == "ACK":
+            num, _ = msg.cseq
+            key = (msg.call_id, num)
+            if key in self._reliable:                 # stops final-response retransmission
+                handle, _ = self._reliable.pop(key)
+                if handle:
+                    handle.cancel()
+                if via.branch and (via.branch, "INVITE", via.host) in self._server:
+                    return                            # ACK of a non-2xx: absorbed by the transaction
+            self.on_request(msg, addr)
+            return
+        key = (via.branch or msg.call_id + str(msg.cseq), msg.method, via.host)
+        tx = self._server.get(key)
+        if tx is not None:                             # a retransmission
+            if tx.last_response is not None and tx.addr is not None:
+                self.send(tx.last_response, tx.addr)
+            return
+        self._server[key] = ServerTransaction(addr=addr, expires=time.monotonic() + 64 * self.t1)
+        self._expire_server()
+        self.on_request(msg, addr)
+
+    def _expire_server(self) -> None:
+        now = time.monotonic()
+        while self._server:
+            key, tx = next(iter(self._server.items()))
+            if tx.expires < now or len(self._server) > self.SERVER_TX_LIMIT:
+                self._server.popitem(last=False)
+            else:
+                break
+
+    def respond(self, req: SipMessage, resp: SipMessage, addr: tuple[str, int]) -> None:
+        """Send a response and remember it for retransmitted requests; final responses to INVITE
+        are retransmitted until the ACK (or 64*T1)."""
+        data = resp.to_bytes()
+        via = req.top_via
+        key = (via.branch or req.call_id + str(req.cseq), req.method, via.host)
+        tx = self._server.get(key)
+        if tx is not None:
+            tx.last_response = data
+            tx.addr = addr
+            tx.expires = time.monotonic() + 64 * self.t1
+        self.send(data, addr)
+        if req.method == "INVITE" and resp.status >= 200:
+            self._retransmit_final((req.call_id, req.cseq[0]), data, addr, self.t1, time.monotonic())
+
+    def _retransmit_final(self, key, data, addr, interval, started) -> None:
+        loop = asyncio.get_running_loop()
+
+        def again():
+            if key not in self._reliable:
+                return
+            if time.monotonic() - started > 64 * self.t1:
+                self._reliable.pop(key, None)
+                return
+            self.send(data, addr)
+            self._retransmit_final(key, data, addr, min(interval * 2, self.t2), started)
+
+        self._reliable[key] = (loop.call_later(interval, again), data)
+
+    def unacked(self, call_id: str, cseq: int) -> bool:
+        return (call_id, cseq) in self._reliable
+
+    def _response(self, msg: SipMessage, addr: tuple[str, int]) -> None:
+        try:
+            branch = msg.top_via.branch
+            method = msg.cseq[1]
+        except SipParseError:
+            return
+        tx = self._client.get((branch, method))
+        if tx is None:
+            if self.on_stray_response is not None:
+                self.on_stray_response(msg, addr)
+            return
+        if msg.status < 200:
+            tx.provisional_seen = True
+            if method == "INVITE" and tx.timer:       # Timer A stops on a provisional
+                tx.timer.cancel()
+                tx.timer = None
+            if tx.on_provisional is not None:
+                tx.on_provisional(msg)
+            return
+        if tx.final is not None:                      # a retransmitted final response
+            if tx.ack is not None:
+                self.send(tx.ack, tx.addr)
+            elif self.on_stray_response is not None:
+                self.on_stray_response(msg, addr)
+            return
+        tx.final = msg
+        if tx.timer:
+            tx.timer.cancel()
+            tx.timer = None
+        if method == "INVITE" and msg.status >= 300:  # §17.1.1.3: the transaction ACKs non-2xx
+            tx.ack = build_non2xx_ack(tx.request, msg).to_bytes()
+            self.send(tx.ack, tx.addr)
+        # keep the transaction a while to absorb retransmissions (Timer D / K)
+        asyncio.get_running_loop().call_later(
+            32.0 if method == "INVITE" else self.t2 * 2, self._client.pop, (branch, method), None)
+        if not tx.future.done():
+            tx.future.set_result(msg)
+
+    # ---- outgoing requests ---------------------------------------------------------------
+    async def request(self, req: SipMessage, addr: tuple[str, int],
+                      on_provisional: Callable[[SipMessage], None] | None = None,
+                      timeout_s: float | None = None) -> SipMessage:
+        """Send a request reliably; returns the final response (408 synthesized on timeout).
+        INVITE waits for a final response as long as provisionals keep coming, up to timeout_s."""
+        loop = asyncio.get_running_loop()
+        branch = req.top_via.branch
+        method = req.cseq[1]
+        data = req.to_bytes()
+        tx = ClientTransaction(req, addr, data, loop.create_future(), on_provisional, interval=self.t1)
+        self._client[(branch, method)] = tx
+        self.send(data, addr)
+        self._arm(tx)
+        limit = 64 * self.t1
+        try:
+            while True:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(tx.future), timeout=limit)
+                except asyncio.TimeoutError:
+                    if method == "INVITE" and tx.provisional_seen and (
+                            timeout_s is None or time.monotonic() - tx.started < timeout_s):
+                        continue                      # ringing: the caller's timeout decides
+                    return make_response(req, 408)
+        finally:
+            if tx.timer:
+                tx.timer.cancel()
+                tx.timer = None
+            if tx.final is None:
+                self._client.pop((branch, method), None)
+
+    def _arm(self, tx: ClientTransaction) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire():
+            tx.timer = None
+            if tx.final is not None or tx.future.done():
+                return
+            if tx.request.method == "INVITE" and tx.provisional_seen:
+                return
+            self.send(tx.data, tx.addr)
+            tx.interval = tx.interval * 2 if tx.request.method == "INVITE" else min(tx.interval * 2, self.t2)
+            if time.monotonic() - tx.started < 64 * self.t1:
+                self._arm(tx)
+
+        tx.timer = loop.call_later(tx.interval, fire)
+
+
+def build_non2xx_ack(invite: SipMessage, resp: SipMessage) -> SipMessage:
+    """ACK for a non-2xx final response: same branch, Request-URI, Route; the response's To."""
+    ack = SipMessage(method="ACK", uri=invite.uri)
+    ack.add("Via", invite.get_all("Via")[0])
+    for route in invite.get_all("Route"):
+        ack.add("Route", route)
+    ack.add("Max-Forwards", "70")
+    ack.add("From", invite.get("From") or "")
+    ack.add("To", resp.get("To") or "")
+    ack.add("Call-ID", invite.call_id)
+    ack.add("CSeq", f"{invite.cseq[0]} ACK")
+    return ack
+
+
+def error_response(req: SipMessage, status: int, to_tag: str | None = None, reason: str | None = None):
+    return make_response(req, status, reason, to_tag=to_tag)
+
+
+__all__ = ["SipEndpoint", "new_branch", "new_tag", "build_non2xx_ack", "Via"]
