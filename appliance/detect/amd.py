@@ -215,21 +215,25 @@ class AmdDetector:
         if cu["machine"] and not cu["human"]:
             return AmdResult("machine", t, f"transcript:{cu['machine']}")
         span = (self.last_voice_ms or t) - self.first_speech_ms
+        have_text = c.use_transcript and self.transcript.strip() != ""
         if self.in_speech:
             if not cu["human"]:
-                limit = c.business_greeting_ms if cu["business"] else c.long_greeting_ms
-                if cu["machine_weak"]:
-                    limit = min(limit, c.long_greeting_ms)
+                if not c.use_transcript or cu["machine_weak"]:
+                    limit = c.long_greeting_ms
+                else:
+                    limit = c.unclear_greeting_ms
                 if t - self.first_speech_ms >= limit:
                     return AmdResult("machine", t, "long_greeting")
         else:
             silence = t - self.last_voice_ms
             if cu["human"]:
                 need = c.human_cue_silence_ms
-            elif span <= c.short_answer_ms:
-                need = c.human_silence_ms
-            else:
+            elif span > c.short_answer_ms:
                 need = c.long_answer_silence_ms
+            elif have_text and not cu["answer"]:
+                need = c.name_only_silence_ms
+            else:
+                need = c.human_silence_ms
             if silence >= need:
                 # A transcript of this very segment is being computed: give it a moment.
                 waiting = (self._stt_pending is not None or self._stt_in_flight_since is not None) \
@@ -237,15 +241,12 @@ class AmdDetector:
                 if not waiting:
                     if cu["machine_weak"] and not cu["human"]:
                         return AmdResult("machine", t, f"transcript:{cu['machine_weak']}")
-                    if span > c.long_greeting_ms and not cu["human"]:
+                    if span > (c.unclear_greeting_ms if have_text else c.long_greeting_ms) and not cu["human"]:
                         return AmdResult("machine", t, "long_greeting")
                     cause = "human_transcript" if cu["human"] else "short_answer"
                     return AmdResult("human", t, cause)
-        limit_total = c.total_analysis_ms
-        if cu["business"] and not cu["human"]:
-            limit_total = max(limit_total, c.business_greeting_ms + 500)
-        if t >= limit_total:
-            if self.voiced_ms >= c.short_answer_ms:
+        if t >= c.total_analysis_ms:
+            if self.voiced_ms >= c.short_answer_ms and not cu["human"]:
                 return AmdResult("machine", t, "max_analysis")
             return AmdResult("unknown", t, "max_analysis")
         return None

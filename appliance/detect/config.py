@@ -9,15 +9,16 @@ class AmdConfig:
     """Answering-machine detection on outbound calls, and the voicemail drop that follows it."""
 
     enabled: bool = True
-    total_analysis_ms: int = field(default=5000, metadata={"help": "give a verdict by this audio time at the latest", "min": 1000, "max": 30000})
+    total_analysis_ms: int = field(default=6000, metadata={"help": "give a verdict by this audio time at the latest", "min": 1000, "max": 30000})
     voicemail_message: str | None = field(default=None, metadata={"help": "message left after the beep; {name} is the callee's name"})
     initial_silence_ms: int = field(default=2500, metadata={"help": "nobody spoke for this long after answer: keep waiting, the verdict will be unknown if it lasts", "min": 500, "max": 10000})
     human_silence_ms: int = field(default=700, metadata={"help": "silence after a short answer ('hello?') that means a person is waiting for us", "min": 200, "max": 3000})
     human_cue_silence_ms: int = field(default=450, metadata={"help": "silence after an answer whose transcript sounds like a live person", "min": 150, "max": 3000})
     long_answer_silence_ms: int = field(default=900, metadata={"help": "silence needed after a longer answer (a machine may just be pausing between sentences)", "min": 200, "max": 3000})
     short_answer_ms: int = field(default=1500, metadata={"help": "speech up to this long is a short answer", "min": 300, "max": 5000})
-    long_greeting_ms: int = field(default=3000, metadata={"help": "a greeting running this long without a live-person cue is a machine", "min": 1000, "max": 15000})
-    business_greeting_ms: int = field(default=5500, metadata={"help": "the same when it sounds like a business answering ('thank you for calling')", "min": 1000, "max": 15000})
+    name_only_silence_ms: int = field(default=1300, metadata={"help": "silence needed after an answer without any greeting word ('Emily.': maybe a recorded name before the beep)", "min": 200, "max": 3000})
+    long_greeting_ms: int = field(default=3000, metadata={"help": "a greeting running this long with a machine-like phrase (or with transcripts off) is a machine", "min": 1000, "max": 15000})
+    unclear_greeting_ms: int = field(default=5000, metadata={"help": "a greeting running this long whose words say neither machine nor person is a machine", "min": 1000, "max": 15000})
     speech_margin_db: float = field(default=9.0, metadata={"help": "frame energy above the noise floor that counts as sound", "min": 3.0, "max": 30.0})
     min_level_dbfs: float = field(default=-55.0, metadata={"help": "frames quieter than this are silence whatever the noise floor", "min": -90.0, "max": -10.0})
     beep_min_ms: int = field(default=100, metadata={"help": "tone this long (summed over a sequence) counts as a beep", "min": 40, "max": 1000})

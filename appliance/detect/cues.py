@@ -26,7 +26,7 @@ MACHINE_STRONG = (
 MACHINE_WEAK = (
     "not available", "unavailable", "please leave", "away from", "sorry i missed", "sorry we missed",
     "missed your call", "not here", "out of the office", "reached the", "thank you for your call",
-    "call you back", "as soon as possible", "is not available", "isn't available", "not available right now",
+    "call you back", "as soon as possible", "music", "is not available", "isn't available", "not available right now",
 )
 # Things a live person says to the caller.
 HUMAN = (
@@ -35,6 +35,10 @@ HUMAN = (
     "speaking", "can you hear me", "hello hello", "yes hello", "hi who", "what do you want", "what is it",
     "may i ask", "can i take a message", "one moment", "hold on", "just a second",
 )
+# Words people open a call with. An answer with none of them ("Emily.") may be a recorded
+# name waiting for its beep, so the detector waits a little longer before calling it human.
+ANSWER = ("hello", "hi", "hey", "yes", "yeah", "yep", "yup", "speaking", "good morning", "good afternoon",
+          "good evening", "this is", "here", "who", "what", "hm", "uh", "um", "hola", "sorry", "ok", "okay")
 # A business answering: could be a receptionist or an after-hours message; decide on more audio.
 BUSINESS = ("thank you for calling", "thanks for calling", "thank you for choosing", "you've called", "you have called")
 
@@ -67,4 +71,6 @@ def cues(text: str) -> dict[str, str | None]:
         "machine": _find(t, MACHINE_STRONG),
         "machine_weak": _find(t, MACHINE_WEAK),
         "business": _find(t, BUSINESS),
+        "answer": _find(t, ANSWER),
+        "empty": None if t else "empty",
     }
