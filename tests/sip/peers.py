@@ -254,6 +254,15 @@ snd_path {self.rec}
                                        f"{[e.get('type') for e in self.events]}")
                 self._cond.wait(left)
 
+    def wait_log(self, text: str, timeout_s: float = 10.0) -> None:
+        """Wait for `text` in baresip's log (events before ctrl_tcp connected are only logged)."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log.read_text(errors="replace"):
+            if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
+                raise TimeoutError(f"baresip {self.name}: {text!r} not in log:\n"
+                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+
     def recordings(self, suffix: str = "dec") -> list[Path]:
         return sorted(self.rec.glob(f"dump-*-{suffix}.wav"))
 
