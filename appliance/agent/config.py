@@ -22,6 +22,8 @@ class AgentConfig:
     handoff_target: str | None = field(default=None, metadata={"help": "number or SIP URI of the human to hand off to"})
     call_flow: str | None = field(default=None, metadata={"help": "YAML call flow used when no llm is configured; none: the built-in one"})
     barge_in_min_ms: int = field(default=250, metadata={"help": "caller speech this long interrupts the agent", "min": 50, "max": 3000})
+    barge_in_pause_ms: int = field(default=60, metadata={"help": "caller speech this long pauses the agent at once; it resumes if the speech stops before barge_in_min_ms (a backchannel)", "min": 20, "max": 3000})
+    vad_hangover_ms: int = field(default=100, metadata={"help": "VAD silence before speech counts as over (the endpointer decides the turn; keep this short)", "min": 40, "max": 2000})
     max_call_s: int = field(default=900, metadata={"min": 10, "max": 86400})
 
 
@@ -29,5 +31,5 @@ class AgentConfig:
 class RecordingConfig:
     enabled: bool = True
     dir: str | None = field(default=None, metadata={"help": "default /var/lib/appliance/calls as root, else ~/.local/share/appliance/calls"})
-    keep_days: int = field(default=30, metadata={"min": 0, "max": 3650})
+    keep_days: int = field(default=30, metadata={"help": "delete recordings older than this; 0: no age limit", "min": 0, "max": 3650})
     max_mb: int = field(default=2000, metadata={"min": 1})

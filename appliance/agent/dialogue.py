@@ -1,0 +1,72 @@
+"""What the agent says next: the LLM, or the offline call flow, behind one small interface.
+
+`respond(text)` yields `LlmEvent`s (text deltas, fillers, tool calls) in both cases, so the session
+treats them alike: a call-flow `handoff` action becomes a `transfer_to_human` tool call and
+`end_call` an `end_call` tool call.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from .llm import LlmAgent, LlmEvent
+
+
+class LlmDialogue:
+    kind = "llm"
+
+    def __init__(self, agent: LlmAgent, greeting: str):
+        self.agent = agent
+        self.greeting_text = greeting
+
+    def greeting(self) -> str:
+        self.agent.add_assistant(self.greeting_text)
+        return self.greeting_text
+
+    def respond(self, text: str) -> AsyncIterator[LlmEvent]:
+        return self.agent.respond(text)
+
+    def heard(self, text: str) -> None:
+        self.agent.truncate_last_reply(text)
+
+    def said(self, text: str) -> None:
+        self.agent.add_assistant(text)
+
+    def summary(self) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        await self.agent.aclose()
+
+
+class FlowDialogue:
+    kind = "callflow"
+
+    def __init__(self, flow):
+        self.flow = flow
+
+    def greeting(self) -> str:
+        return self.flow.start().text
+
+    async def respond(self, text: str) -> AsyncIterator[LlmEvent]:
+        reply = self.flow.respond(text)
+        await asyncio.sleep(0)
+        if reply.text:
+            yield LlmEvent("text", reply.text)
+        if reply.action == "handoff":
+            yield LlmEvent("tool", name="transfer_to_human",
+                           args={"reason": reply.reason or "handoff", "summary": self.flow.summary()})
+        elif reply.action == "end_call":
+            yield LlmEvent("tool", name="end_call", args={"reason": reply.reason or "end of call"})
+
+    def heard(self, text: str) -> None:
+        """The flow keeps no model history; its slots stand whatever the caller heard."""
+
+    def said(self, text: str) -> None:
+        pass
+
+    def summary(self) -> str | None:
+        return self.flow.summary()
+
+    async def aclose(self) -> None:
+        pass

@@ -1,0 +1,655 @@
+"""One call, from answer to hang-up: listening, turn-taking, barge-in, speaking, handoff.
+
+States: ringing -> answered -> greeting -> listening <-> thinking <-> speaking -> handoff | ended.
+One asyncio task group per call:
+- `_listen`: every 20 ms frame from the line: echo canceller (reference = what we played), VAD,
+  echo gate, endpointer, speculative STT, barge-in, and the v2v clock;
+- `_pace`: keeps a short lead of agent audio in the line's playout ring (`playout.Speaker`);
+- `_converse`: greeting, then one reply per caller turn (LLM or call flow -> chunker -> TTS);
+- `_watch`: line events (hang-up, DTMF) and the call time limit. Hang-up is urgent: it ends
+  the task group at once, whatever is playing or being generated.
+
+Barge-in: caller speech (VAD speech the echo gate attributes to the caller) lasting
+`barge_in_pause_ms` pauses playout at once; if it lasts `barge_in_min_ms` the reply is cancelled
+(LLM stream, TTS, queued audio) and the history keeps only what reached the line; if it stops
+sooner (a backchannel, a cough) playout resumes where it stopped.
+
+Blocking work (STT decode, TTS synthesis) runs in two worker threads per call, so a synthesis
+never delays the transcript of an interruption.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..audio import SAMPLES_PER_FRAME
+from . import engines, handoff
+from .chunker import SentenceChunker
+from .dialogue import FlowDialogue, LlmDialogue
+from .llm import LlmEvent
+from .playout import Speaker
+
+log = logging.getLogger(__name__)
+
+EmitFn = Callable[[str, dict], None]
+FRAME_MS = 20.0
+AUDIBLE = 64                 # |sample| above this on the line is agent audio (not codec noise)
+SPECULATE_AFTER_MS = 100     # caller pause after which the transcript is decoded ahead of the endpoint
+FALSE_BARGE_QUIET_MS = 240   # quiet after a short burst of caller speech: resume the agent
+PRE_ROLL_FRAMES = 10         # audio kept before the caller's speech onset for STT
+
+
+class _CallOver(Exception):
+    pass
+
+
+@dataclass
+class Turn:
+    """One caller turn and the agent's answer, with the latency breakdown (ms)."""
+
+    index: int
+    speech_start_ms: float
+    speech_end_ms: float = 0.0
+    endpoint_at_ms: float = 0.0
+    endpoint_reason: str = ""
+    user_text: str = ""
+    reply_text: str = ""
+    heard_text: str = ""
+    endpoint: float | None = None
+    stt: float | None = None
+    llm_first_token: float | None = None
+    tts_first_audio: float | None = None
+    v2v: float | None = None
+    first_audio_ms: float | None = None
+    filler: bool = False
+    interrupted: bool = False
+    actions: list[str] = field(default_factory=list)
+
+    def event(self) -> dict[str, Any]:
+        r = lambda v: None if v is None else round(v, 1)  # noqa: E731
+        return {"turn": self.index, "endpoint": r(self.endpoint), "stt": r(self.stt),
+                "llm_first_token": r(self.llm_first_token), "tts_first_audio": r(self.tts_first_audio),
+                "v2v": r(self.v2v), "text": self.user_text, "reply": self.heard_text if self.interrupted else self.reply_text,
+                "interrupted": self.interrupted, "endpoint_reason": self.endpoint_reason, "filler": self.filler}
+
+
+@dataclass
+class BargeIn:
+    onset_ms: float          # caller speech onset (audio time)
+    paused_at_ms: float      # when playout was paused (audio time of the frame that decided it)
+    speech_ms: float = 0.0
+    quiet_ms: float = 0.0
+    outcome: str = "pending"  # 'barge_in' | 'backchannel'
+    during: str = "speaking"
+
+
+class CallSession:
+    """Runs one call. `await CallSession(call, cfg, emit=...).run()` returns when the call is over."""
+
+    def __init__(self, call, cfg, *, emit: EmitFn | None = None, llm_client=None, record: bool | None = None,
+                 on_transcript: Callable[[dict], None] | None = None):
+        self.call = call
+        self.cfg = cfg
+        self.acfg = cfg.agent
+        self._emit_cb = emit
+        self.events: list[tuple[str, dict]] = []
+        self.transcript: list[dict[str, Any]] = []
+        self.turns: list[Turn] = []
+        self.barge_ins: list[BargeIn] = []
+        self.state = "ringing"
+        self.timeline: dict[str, list] = {"vad": [], "caller": [], "states": []}
+        self.end_reason: str | None = None
+        self._on_transcript = on_transcript
+        self._llm_client = llm_client
+        self._record = cfg.recording.enabled if record is None else record
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stt_pool = ThreadPoolExecutor(1, thread_name_prefix=f"stt-{call.call_id}")
+        self._tts_pool = ThreadPoolExecutor(1, thread_name_prefix=f"tts-{call.call_id}")
+        self.speaker: Speaker | None = None
+        self._reply_task: asyncio.Task | None = None
+        self._tts_cancel: threading.Event | None = None
+        self._turns: asyncio.Queue[Turn] = asyncio.Queue()
+        self._closing = False
+        self._recorder = None
+        self.dialogue = None
+        # listening state
+        self._t_ms = 0.0
+        self._caller_on = False
+        self._caller_run_ms = 0.0
+        self._quiet_ms = 0.0
+        self._collecting = False
+        self._turn: Turn | None = None
+        self._speech_end_ms = 0.0
+        self._last_vad_end_ms: float | None = None
+        self._pending_stt: list[np.ndarray] = []
+        self._preroll: deque[tuple[np.ndarray, bool]] = deque()
+        self._stt_stream = None
+        self._spec_job: asyncio.Future | None = None
+        self._transcript_hint: str | None = None
+        self._barge: BargeIn | None = None
+        self._await_audio: Turn | None = None
+        self._agent_entry: dict[str, Any] | None = None
+        self.false_barge_ins = 0
+
+    # ---- events -----------------------------------------------------------------------------
+    def emit(self, type_: str, data: dict) -> None:
+        data = {"call_id": self.call.call_id, **data}
+        self.events.append((type_, data))
+        if self._emit_cb is not None:
+            try:
+                self._emit_cb(type_, data)
+            except Exception:  # noqa: BLE001 - a broken sink must not end the call
+                log.exception("event sink failed on %s", type_)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.timeline["states"].append((round(self._t_ms, 1), state))
+
+    def _say_line(self, role: str, text: str, **extra) -> None:
+        entry = {"role": role, "text": text, "t_ms": round(self._t_ms, 1), **extra}
+        self.transcript.append(entry)
+        if self._on_transcript:
+            self._on_transcript(entry)
+
+    # ---- set-up -------------------------------------------------------------------------------
+    async def _prepare(self) -> None:
+        loop = self._loop
+        cfg = self.cfg
+        self.stt = await loop.run_in_executor(self._stt_pool, engines.get_stt, cfg.speech)
+        self.tts = await loop.run_in_executor(self._tts_pool, engines.get_tts, cfg.speech)
+        await loop.run_in_executor(self._stt_pool, engines.preload_semantic_endpointing, cfg.detect)
+        # A fast VAD: onset after barge_in_pause_ms, a short hangover (the endpointer times pauses).
+        self.vad = engines.make_vad(cfg.speech, min_speech_ms=min(cfg.speech.vad.min_speech_ms, self.acfg.barge_in_pause_ms),
+                                    min_silence_ms=min(cfg.speech.vad.min_silence_ms, self.acfg.vad_hangover_ms))
+        self.endpointer = engines.make_endpointer(cfg.detect)
+        self.canceller, self.gate = engines.make_echo(cfg.detect)
+        self._stt_stream = self.stt.stream()
+        if cfg.llm is not None:
+            from .llm import LlmAgent
+            agent = LlmAgent(cfg.llm, self.acfg.persona, client=self._llm_client)
+            self.dialogue = LlmDialogue(agent, self.acfg.greeting)
+        else:
+            flow = await loop.run_in_executor(None, engines.load_callflow, self.acfg.call_flow)
+            self.dialogue = FlowDialogue(flow)
+        if self._record:
+            from .recording import CallRecorder
+            self._recorder = CallRecorder(cfg.recording, self.call.call_id, {
+                "call_id": self.call.call_id, "direction": self.call.direction, "remote": self.call.remote,
+                "line": self.call.line.name, "started": time.time()})
+
+    # ---- the call -----------------------------------------------------------------------------
+    async def run(self) -> CallSession:
+        self._loop = asyncio.get_running_loop()
+        call = self.call
+        self.emit("call.started", {"direction": call.direction, "remote": call.remote, "line": call.line.name})
+        try:
+            await self._prepare()
+            if call.direction == "inbound" and call.answered_at is None:
+                await call.answer()
+            self._set_state("answered")
+            self.emit("call.answered", {"remote": call.remote})
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._watch(), name="watch")
+                    tg.create_task(self._listen(), name="listen")
+                    tg.create_task(self._pace(), name="pace")
+                    tg.create_task(self._converse(), name="converse")
+            except* _CallOver:
+                pass
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("call %s failed: %s", call.call_id, exc, exc_info=exc)
+                self.emit("error", {"where": "session", "error": f"{type(exc).__name__}: {exc}"})
+            self.end_reason = self.end_reason or "error"
+        finally:
+            await self._cleanup()
+        return self
+
+    async def _cleanup(self) -> None:
+        self._closing = True
+        if self.speaker is not None:
+            self.speaker.stop()
+        if self._tts_cancel is not None:
+            self._tts_cancel.set()
+        if self._reply_task is not None and not self._reply_task.done():
+            self._reply_task.cancel()
+        if not self.call.ended.is_set():
+            try:
+                await self.call.hangup(self.end_reason or "local")
+            except Exception as exc:  # noqa: BLE001
+                log.warning("hang-up failed: %s", exc)
+        self._set_state("ended")
+        if self.dialogue is not None:
+            await self.dialogue.aclose()
+        self._stt_pool.shutdown(wait=False, cancel_futures=True)
+        self._tts_pool.shutdown(wait=False, cancel_futures=True)
+        cause = self.end_reason or self.call.end_cause or "ended"
+        if self._recorder is not None:
+            self._recorder.close(self.transcript, {"end_cause": cause, "turns": [t.event() for t in self.turns],
+                                                   "barge_ins": [asdict(b) for b in self.barge_ins]})
+        self.emit("call.ended", {"cause": cause, "duration_s": round(self._t_ms / 1000, 2), "turns": len(self.turns),
+                                 "recording": str(self._recorder.wav_path) if self._recorder else None})
+
+    async def _watch(self) -> None:
+        deadline = time.monotonic() + self.acfg.max_call_s
+        while True:
+            try:
+                ev = await asyncio.wait_for(self.call.events.get(), timeout=max(0.05, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                if time.monotonic() >= deadline:
+                    self.end_reason = "max call time"
+                    raise _CallOver() from None
+                continue
+            if ev.type == "hangup":
+                self.end_reason = self.end_reason or ("remote hangup" if not self._closing else ev.data.get("cause"))
+                if self.speaker is not None:
+                    self.speaker.stop()   # urgent: nothing more goes to the line
+                raise _CallOver()
+            if ev.type == "dtmf":
+                self.emit("dtmf", {"digit": ev.data.get("digit")})
+            elif ev.type == "transfer":
+                self.emit("transfer", dict(ev.data))
+
+    async def _pace(self) -> None:
+        while True:
+            sp = self.speaker
+            if sp is not None:
+                sp.tick()
+            await asyncio.sleep(0.01)
+
+    # ---- listening ----------------------------------------------------------------------------
+    async def _listen(self) -> None:
+        call = self.call
+        zeros = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
+        while True:
+            frame = await call.read_frame()
+            if frame is None:
+                raise _CallOver()
+            t = frame.timestamp_ms
+            self._t_ms = t
+            mic = frame.samples
+            ref = call.read_reference()
+            if ref is None:
+                ref = zeros
+            clean = self.canceller.process(mic, ref) if self.canceller is not None else mic
+            self.gate.update(mic, clean, ref)
+            for ev in self.vad.feed(clean):
+                self.timeline["vad"].append((ev.kind, round(ev.t_ms, 1)))
+                if ev.kind == "speech_end":
+                    self._last_vad_end_ms = ev.t_ms
+            caller = self.gate.speech_is_caller(self.vad.is_speech)
+            if self._recorder is not None:
+                self._recorder.write(mic, ref)
+            self._first_audio_check(ref, t)
+            self._track_caller(caller, t, clean)
+            self._barge_in_step(caller, t)
+            self._endpoint_step(clean, caller, t)
+
+    def _first_audio_check(self, ref: np.ndarray, t: float) -> None:
+        turn = self._await_audio
+        if turn is None:
+            return
+        loud = np.flatnonzero(np.abs(ref.astype(np.int32)) > AUDIBLE)
+        if len(loud):
+            turn.first_audio_ms = t + loud[0] / 8.0
+            turn.v2v = turn.first_audio_ms - turn.speech_end_ms
+            self._await_audio = None
+
+    def _track_caller(self, caller: bool, t: float, clean: np.ndarray) -> None:
+        if caller:
+            if not self._caller_on:
+                self._caller_on = True
+                self.timeline["caller"].append([t, None])
+                if not self._collecting:   # a new stretch of caller speech: keep its audio for STT
+                    self._collecting = True
+                    self._preroll = deque(((f, True) for f, _ in self._preroll), maxlen=PRE_ROLL_FRAMES)
+            self._caller_run_ms += FRAME_MS
+            self._quiet_ms = 0.0
+            self._speech_end_ms = t + FRAME_MS
+        else:
+            if self._caller_on:
+                self._caller_on = False
+                self.timeline["caller"][-1][1] = t
+            self._caller_run_ms = 0.0
+            self._quiet_ms += FRAME_MS
+        # STT input: caller audio (with pre-roll) while collecting, silence otherwise, so our own
+        # echo never reaches the transcript.
+        if self._preroll.maxlen is None:
+            self._preroll = deque(maxlen=PRE_ROLL_FRAMES)
+        if len(self._preroll) == self._preroll.maxlen:
+            f, keep = self._preroll[0]
+            self._pending_stt.append(f if keep else np.zeros_like(f))
+        self._preroll.append((clean.copy(), self._collecting))
+        if len(self._pending_stt) >= 10 and self._spec_job is None:
+            self._submit_stt(self._take_pending(), None)
+        if (self._collecting and not self.endpointer.in_turn and self._quiet_ms >= 600 and self._barge is None):
+            self._forget_burst()   # a click or a cough the endpointer did not take as a turn
+        if (self._collecting and self._quiet_ms == SPECULATE_AFTER_MS and self._spec_job is None):
+            self._spec_job = self._submit_stt(self._take_pending(flush=True), "partial")
+
+    def _forget_burst(self) -> None:
+        """Caller sound that was not a turn (backchannel, cough): keep it out of the next transcript."""
+        self.endpointer.reset()
+        self._collecting = False
+        self._turn = None
+        self._spec_job = None
+        self._transcript_hint = None
+        self._take_pending(flush=True)
+        stream = self._stt_stream
+        self._loop.run_in_executor(self._stt_pool, stream.reset)
+
+    def _take_pending(self, flush: bool = False) -> list[np.ndarray]:
+        if flush:
+            while self._preroll:
+                f, keep = self._preroll.popleft()
+                self._pending_stt.append(f if keep else np.zeros_like(f))
+        out, self._pending_stt = self._pending_stt, []
+        return out
+
+    def _submit_stt(self, frames: list[np.ndarray], then: str | None) -> asyncio.Future:
+        stream = self._stt_stream
+
+        def job():
+            for f in frames:
+                stream.accept(f)
+            if then == "partial":
+                return stream.partial()
+            if then == "final":
+                return stream.finalize()
+            return None
+
+        fut = self._loop.run_in_executor(self._stt_pool, job)
+        if then == "partial":
+            def done(f: asyncio.Future) -> None:
+                if self._spec_job is f:
+                    self._spec_job = None
+                if not f.cancelled() and f.exception() is None and f.result():
+                    self._transcript_hint = f.result()
+            fut.add_done_callback(done)
+        return fut
+
+    def _agent_floor(self) -> str | None:
+        """'speaking' while agent audio is playing or queued, 'thinking' while a reply is being made."""
+        if self._closing:
+            return None
+        sp = self.speaker
+        if sp is not None and sp.active and sp.started:
+            return "speaking"
+        task = self._reply_task
+        if task is not None and not task.done() and not task.cancelling():
+            return "thinking"
+        return None
+
+    def _barge_in_step(self, caller: bool, t: float) -> None:
+        floor = self._agent_floor()
+        b = self._barge
+        if b is None:
+            if caller and floor is not None:
+                b = self._barge = BargeIn(onset_ms=t - self.acfg.barge_in_pause_ms, paused_at_ms=t, during=floor)
+                if floor == "speaking":
+                    self.speaker.pause()   # urgent: stop the agent's voice on this frame
+            else:
+                return
+        if caller:
+            b.speech_ms += FRAME_MS
+            b.quiet_ms = 0.0
+        else:
+            b.quiet_ms += FRAME_MS
+        if b.speech_ms + self.acfg.barge_in_pause_ms >= self.acfg.barge_in_min_ms:
+            b.outcome = "barge_in"
+            self._barge = None
+            self.barge_ins.append(b)
+            self._interrupt(b)
+        elif b.quiet_ms >= FALSE_BARGE_QUIET_MS:
+            b.outcome = "backchannel"
+            self._barge = None
+            self.barge_ins.append(b)
+            self.false_barge_ins += 1
+            if self.speaker is not None:
+                self.speaker.resume()
+            self._forget_burst()
+            self.emit("barge_in", {"outcome": "resumed", "onset_ms": round(b.onset_ms), "speech_ms": round(b.speech_ms)})
+
+    def _interrupt(self, b: BargeIn) -> None:
+        """Confirmed barge-in: stop the reply and keep in the history only what was heard."""
+        sp = self.speaker
+        heard = sp.heard_text() if sp is not None else ""
+        if sp is not None:
+            sp.stop()
+        if self._tts_cancel is not None:
+            self._tts_cancel.set()
+        task = self._reply_task
+        if task is not None and not task.done():
+            task.cancel()
+        turn = self.turns[-1] if self.turns else None
+        if turn is not None and b.during == "speaking":
+            turn.interrupted = True
+            turn.heard_text = heard
+        if b.during == "speaking" and self.dialogue is not None:
+            self.dialogue.heard(heard)
+        entry = self._agent_entry
+        if entry is not None and b.during == "speaking":
+            entry["heard"] = heard
+            entry["interrupted"] = True
+        self.emit("barge_in", {"outcome": "stopped", "onset_ms": round(b.onset_ms), "during": b.during,
+                               "heard": heard, "stop_ms": round(b.paused_at_ms - b.onset_ms)})
+        self._set_state("listening")
+
+    def _endpoint_step(self, clean: np.ndarray, caller: bool, t: float) -> None:
+        hint, self._transcript_hint = self._transcript_hint, None
+        if self._turn is None and caller:
+            self._turn = Turn(index=len(self.turns) + 1, speech_start_ms=t)
+        ended = self.endpointer.feed(clean, caller, t, hint)
+        if not ended:
+            return
+        floor = self._agent_floor()
+        if floor is not None or self._barge is not None:
+            # the agent holds the floor and the caller did not take it (a backchannel): not a turn
+            self.endpointer.reset()
+            return
+        turn = self._turn or Turn(index=len(self.turns) + 1, speech_start_ms=t)
+        self._turn = None
+        decision = getattr(self.endpointer, "last_decision", None)
+        turn.speech_end_ms = self._speech_end_ms
+        if self._last_vad_end_ms is not None and turn.speech_start_ms <= self._last_vad_end_ms <= self._speech_end_ms:
+            turn.speech_end_ms = self._last_vad_end_ms   # the VAD knows where speech really stopped
+        turn.endpoint_at_ms = t + FRAME_MS
+        turn.endpoint = turn.endpoint_at_ms - turn.speech_end_ms
+        turn.endpoint_reason = getattr(decision, "reason", "") or ""
+        self._collecting = False
+        self._spec_job = None   # the final decode reuses the speculative one when nothing new was said
+        final = self._submit_stt(self._take_pending(flush=True), "final")
+        turn._stt_future = final  # type: ignore[attr-defined]
+        turn._stt_t0 = time.monotonic()  # type: ignore[attr-defined]
+        self._turns.put_nowait(turn)
+
+    # ---- talking ------------------------------------------------------------------------------
+    async def _converse(self) -> None:
+        self._set_state("greeting")
+        greeting = self.dialogue.greeting()
+        await self._speak_text(greeting)
+        self._set_state("listening")
+        empty_in_a_row = 0
+        while True:
+            turn = await self._turns.get()
+            text = (await turn._stt_future or "").strip()  # type: ignore[attr-defined]
+            turn.stt = (time.monotonic() - turn._stt_t0) * 1000.0  # type: ignore[attr-defined]
+            if not text:
+                empty_in_a_row += 1
+                log.info("turn %d: empty transcript", turn.index)
+                if empty_in_a_row < 3:
+                    continue
+                text = ""
+            else:
+                empty_in_a_row = 0
+            turn.user_text = text
+            self.turns.append(turn)
+            self._say_line("caller", text, turn=turn.index)
+            self._set_state("thinking")
+            self._reply_task = asyncio.create_task(self._reply(turn), name=f"reply-{turn.index}")
+            await asyncio.wait({self._reply_task})
+            task, self._reply_task = self._reply_task, None
+            self._emit_turn(turn)
+            if task.cancelled():
+                continue      # barge-in: the next turn is already being heard
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+            if not self._closing:
+                self._set_state("listening")
+
+    def _emit_turn(self, turn: Turn) -> None:
+        if self._await_audio is turn:
+            self._await_audio = None
+        self.emit("turn", turn.event())
+
+    async def _speak_text(self, text: str) -> Speaker:
+        """Say a fixed text (greeting, handoff line) and wait until it has played."""
+        async def pieces():
+            yield LlmEvent("text", text)
+        sp, _ = await self._speak(pieces(), None)
+        return sp
+
+    async def _reply(self, turn: Turn) -> None:
+        t0 = time.monotonic()
+        self._await_audio = turn
+        events = self.dialogue.respond(turn.user_text)
+        sp, actions = await self._speak(events, turn, t0)
+        turn.reply_text = sp.full_text
+        for name, args in actions:
+            turn.actions.append(name)
+            if name == "transfer_to_human":
+                await self._handoff(args.get("reason") or "handoff", args.get("summary") or "")
+            elif name == "end_call":
+                await self._end_call(args.get("reason") or "agent ended the call")
+            elif name == "send_dtmf":
+                digits = str(args.get("digits", ""))
+                try:
+                    await self.call.send_dtmf(digits)
+                    self.emit("dtmf.sent", {"digits": digits})
+                except Exception as exc:  # noqa: BLE001 - a line without DTMF: say nothing, log
+                    log.warning("send_dtmf(%r) failed: %s", digits, exc)
+
+    async def _speak(self, events, turn: Turn | None, t0: float | None = None):
+        """Stream text events through the chunker and TTS to the line. Returns (speaker, actions)."""
+        loop = self._loop
+        sp = Speaker(self.call)
+        self.speaker = sp
+        cancel = threading.Event()
+        self._tts_cancel = cancel
+        pieces: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        chunker = SentenceChunker()
+        actions: list[tuple[str, dict]] = []
+        entry: dict[str, Any] | None = None
+
+        def say(text: str, filler: bool = False) -> None:
+            nonlocal entry
+            pieces.put_nowait((text, filler))
+            if filler:
+                self._say_line("agent", text, filler=True)
+                return
+            if entry is None:
+                self._say_line("agent", text, turn=turn.index if turn else None)
+                entry = self.transcript[-1]
+                self._agent_entry = entry
+            else:
+                entry["text"] += " " + text
+
+        def set_tts_first(ms: float) -> None:
+            if turn is not None and turn.tts_first_audio is None:
+                turn.tts_first_audio = ms
+
+        async def tts_worker():
+            while True:
+                item = await pieces.get()
+                if item is None or cancel.is_set():
+                    break
+                text, filler = item
+                sp.begin_piece(text, filler)
+                piece_t0 = time.monotonic()
+                first = [True]
+
+                def on_audio(pcm, _t0=piece_t0, _first=first):
+                    if cancel.is_set():
+                        return False
+                    if _first[0]:
+                        _first[0] = False
+                        if turn is not None and turn.tts_first_audio is None:
+                            loop.call_soon_threadsafe(set_tts_first, (time.monotonic() - _t0) * 1000.0)
+                    loop.call_soon_threadsafe(sp.add_audio, np.array(pcm, dtype=np.int16))
+                    return True
+
+                await loop.run_in_executor(self._tts_pool, self.tts.synthesize, text, on_audio, 8000)
+                sp.end_piece()
+            sp.finish()
+
+        worker = asyncio.create_task(tts_worker(), name="tts")
+        try:
+            first = True
+            async for ev in events:
+                if ev.kind == "filler":
+                    if turn is not None:
+                        turn.filler = True
+                    say(ev.text, filler=True)
+                    continue
+                if first and ev.kind in ("text", "tool") and turn is not None and t0 is not None:
+                    first = False
+                    turn.llm_first_token = (time.monotonic() - t0) * 1000.0
+                if ev.kind == "text":
+                    for piece in chunker.push(ev.text):
+                        say(piece)
+                elif ev.kind == "tool":
+                    actions.append((ev.name, ev.args))
+                elif ev.kind == "error":
+                    self.emit("error", {"where": "llm", "error": ev.text})
+            for piece in chunker.flush():
+                say(piece)
+            pieces.put_nowait(None)
+            await worker
+            await sp.done.wait()
+        except asyncio.CancelledError:
+            cancel.set()
+            sp.stop()
+            worker.cancel()
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        return sp, actions
+
+    async def _handoff(self, reason: str, summary: str) -> None:
+        self._closing = True
+        self._set_state("handoff")
+        sp = self.speaker
+        if sp is None or not sp.full_text.strip():
+            await self._speak_text(self.acfg.handoff_line)
+        summary = summary or (self.dialogue.summary() if self.dialogue else None) or handoff.summarize(self.transcript)
+        plan = handoff.plan(self.call, self.acfg.handoff_target, reason, summary)
+        self.emit("handoff", handoff.event_data(self.call, plan, self.transcript))
+        self.end_reason = "handoff"
+        ok = await handoff.transfer(self.call, plan)
+        if ok:
+            self.end_reason = "transferred"
+            raise _CallOver()
+        await self._speak_text(handoff.NO_TARGET_LINE if plan.mode == "none" else handoff.FAILED_LINE)
+        await asyncio.sleep(0.3)
+        raise _CallOver()
+
+    async def _end_call(self, reason: str) -> None:
+        self._closing = True
+        self.end_reason = reason
+        await asyncio.sleep(0.3)
+        raise _CallOver()
