@@ -41,6 +41,7 @@ class FleetStatus:
     outbox_depth: int
     dropped: int
     delivered: int
+    replayed: int
     connects: int
     protocol: str | None
     last_error: str | None
@@ -156,7 +157,7 @@ class Fleet:
     def status(self) -> FleetStatus:
         link = self._link
         return FleetStatus(connected=link.connected, outbox_depth=link.depth, dropped=link.dropped,
-                           delivered=link.delivered, connects=link.connects, protocol=link.protocol_in_use,
+                           delivered=link.delivered, replayed=link.replayed, connects=link.connects, protocol=link.protocol_in_use,
                            last_error=link.last_error)
 
     # -- link callbacks (link thread) --------------------------------------------------------

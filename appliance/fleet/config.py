@@ -38,6 +38,11 @@ class FleetConfig:
                                                              "help": "when full, the oldest events are dropped"})
     inflight_max: int = field(default=100, metadata={"min": 1, "max": 65535,
                                                      "help": "QoS 1 events sent but not yet acknowledged"})
+    replay_after_loss_s: float = field(
+        default=2.0, metadata={"min": 0, "max": 3600,
+                               "help": "after losing the broker, re-send the events it acknowledged in this "
+                                       "many seconds before its last acknowledgement (a crashing broker loses "
+                                       "what it acked but had not yet forwarded); 0: never"})
     command_timeout_s: float = field(default=120.0, metadata={"min": 1, "max": 3600})
     home_assistant: bool = field(default=False, metadata={"help": "publish Home Assistant MQTT discovery"})
     discovery_prefix: str = field(default="homeassistant", metadata={"help": "Home Assistant discovery prefix"})

@@ -58,10 +58,12 @@ class Link:
         self._acks: collections.deque[tuple[int, bool]] = collections.deque()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._last_sent_seq = 0
+        self._last_ack_at = 0.0
         self._protocol = "5" if cfg.protocol in ("auto", "5") else "3.1.1"
         self._final: list[tuple[str, bytes, int, bool]] = []
         self.connects = 0
         self.delivered = 0
+        self.replayed = 0
         self.last_error: str | None = None
         self.protocol_in_use: str | None = None
 
@@ -145,6 +147,10 @@ class Link:
             self._persist()
 
     def _persist(self) -> None:
+        if self._pending_dropped:
+            n = self._pending_dropped
+            self.outbox.count_dropped(n)
+            self._pending_dropped -= n
         while self._pending:
             batch = []
             while self._pending and len(batch) < _PERSIST_BATCH:
@@ -239,8 +245,13 @@ class Link:
         if self.connects > 1 or self.last_error:
             log.warning("fleet: connected to %s:%s (MQTT %s); %d events to deliver",
                         self.cfg.host, self.cfg.port, self.protocol_in_use, self.depth)
+        next_purge = 0.0
         while self._connected and not self._stop.is_set():
             self._persist()
+            now = time.monotonic()
+            if now >= next_purge:
+                self.outbox.purge_acked(now - self.cfg.replay_after_loss_s)
+                next_purge = now + 1.0
             self._settle_acks()
             self._fill_window(client)
             rc = client.loop(timeout=_LOOP_S if not self._inflight else 0.01)
@@ -250,6 +261,14 @@ class Link:
         if self._stop.is_set() and self._connected:
             self._finish(client)
         self._settle_acks()
+        if not self._stop.is_set() and self.cfg.replay_after_loss_s > 0:
+            # counted back from the last acknowledgement, not from when the loss was noticed: a broker
+            # that vanished silently is only noticed after the keep-alive timeout
+            replay = self.outbox.unack_since(self._last_ack_at - self.cfg.replay_after_loss_s)
+            self.replayed += replay
+            if replay:
+                log.info("fleet: will re-send the %d events acknowledged in the last %g s", replay,
+                         self.cfg.replay_after_loss_s)
         return True
 
     def _finish(self, client) -> None:
@@ -286,11 +305,12 @@ class Link:
             done.append(seq)
             refused += not ok
         if done:
-            self.outbox.ack(done)
+            self._last_ack_at = time.monotonic()
+            self.outbox.ack(done, self._last_ack_at)
             self.delivered += len(done) - refused
             if refused:
                 log.error("fleet: the broker refused %d events (not authorised?); dropped", refused)
-                self.outbox.count_rejected(refused)
+                self.outbox.count_dropped(refused)
 
     def _maybe_fall_back(self, before_connack: bool = False, refused_protocol: bool = False) -> None:
         if self.cfg.protocol == "auto" and self._protocol == "5" and (refused_protocol or before_connack):

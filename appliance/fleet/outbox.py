@@ -5,7 +5,13 @@ them (QoS 1 PUBACK), so a crash between send and acknowledgement re-sends (a dup
 receiver removes by event id) and never loses. When full, the oldest rows are dropped first and the
 drop count is kept in the file.
 
-Only the fleet link thread touches the connection; other threads hand events over in memory.
+A broker acknowledges before it has forwarded or persisted (mosquitto does): if it crashes right
+after a PUBACK, that event is gone from the broker. So acknowledged rows are kept for a short while
+(`acked_at`), and after an unclean loss of the connection the link marks the recently acknowledged
+ones pending again (`unack_since`) and re-sends them: a few duplicates, removable by event id,
+instead of a silent loss.
+
+Only the fleet link thread writes; other threads hand events over in memory.
 """
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ from pathlib import Path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
-                                   payload BLOB NOT NULL);
+                                   payload BLOB NOT NULL, acked_at REAL);
+CREATE INDEX IF NOT EXISTS events_acked ON events (acked_at) WHERE acked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, name TEXT NOT NULL, result TEXT NOT NULL,
                                      at REAL NOT NULL);
@@ -24,7 +31,8 @@ CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, name TEXT NOT NULL, re
 
 
 class Outbox:
-    """sqlite outbox. `append_many` stores, `pending_after` reads in order, `ack` deletes."""
+    """sqlite outbox. `append_many` stores, `pending_after` reads in order, `ack` marks delivered,
+    `purge_acked` deletes delivered rows once they are old enough."""
 
     def __init__(self, path: Path, max_events: int):
         self.path = Path(path)
@@ -36,12 +44,17 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._depth = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._db.execute("DELETE FROM events WHERE acked_at IS NOT NULL")
+        self._depth = self._count_pending()
         self._dropped = int(self.get_meta("dropped") or 0)
 
     # -- events --------------------------------------------------------------------------
+    def _count_pending(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM events WHERE acked_at IS NULL").fetchone()[0]
+
     @property
     def depth(self) -> int:
+        """Events not yet acknowledged."""
         return self._depth
 
     @property
@@ -61,35 +74,49 @@ class Outbox:
                 self._depth += len(rows)
                 over = self._depth - self.max_events
                 if over > 0:
-                    db.execute("DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)",
-                               (over,))
+                    db.execute("DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE acked_at IS NULL "
+                               "ORDER BY seq LIMIT ?)", (over,))
                     self._depth -= over
                     self._dropped += over
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(self._dropped),))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
-                self._depth = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                self._depth = self._count_pending()
                 raise
         return max(over, 0)
 
     def pending_after(self, seq: int, limit: int) -> list[tuple[int, str, bytes]]:
         """Up to `limit` stored events with a sequence number above `seq`, oldest first."""
         with self._lock:
-            return self._db.execute("SELECT seq, topic, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                                    (seq, limit)).fetchall()
+            return self._db.execute("SELECT seq, topic, payload FROM events WHERE seq > ? AND acked_at IS NULL "
+                                    "ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
 
-    def ack(self, seqs: Iterable[int]) -> None:
-        """Delete acknowledged events."""
-        seqs = [(s,) for s in seqs]
-        if not seqs:
+    def ack(self, seqs: Iterable[int], now: float) -> None:
+        """Mark events acknowledged at `now` (time.monotonic() of this process: acknowledged rows
+        left from an earlier run are deleted when the outbox is opened)."""
+        rows = [(now, s) for s in seqs]
+        if not rows:
             return
         with self._lock:
-            cur = self._db.executemany("DELETE FROM events WHERE seq = ?", seqs)
+            cur = self._db.executemany("UPDATE events SET acked_at = ? WHERE seq = ? AND acked_at IS NULL", rows)
             self._depth -= max(cur.rowcount, 0)
 
-    def count_rejected(self, n: int) -> None:
-        """Events the broker refused for good (e.g. not authorised) count as dropped."""
+    def unack_since(self, since: float) -> int:
+        """Make events acknowledged at or after `since` pending again (to re-send). Returns how many."""
+        with self._lock:
+            cur = self._db.execute("UPDATE events SET acked_at = NULL WHERE acked_at >= ?", (since,))
+            n = max(cur.rowcount, 0)
+            self._depth += n
+        return n
+
+    def purge_acked(self, before: float) -> None:
+        """Delete events acknowledged before `before`."""
+        with self._lock:
+            self._db.execute("DELETE FROM events WHERE acked_at IS NOT NULL AND acked_at < ?", (before,))
+
+    def count_dropped(self, n: int) -> None:
+        """Count events lost outside the table (refused by the broker, or over the bound in memory)."""
         with self._lock:
             self._dropped += n
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(self._dropped),))

@@ -10,23 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.fleet import Fleet, FleetConfig
-
-FAST = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "health_interval_s": 1}
-
-
-def cfg(port, **kw):
-    return FleetConfig(port=port, **{**FAST, **kw})
-
-
-async def wait_for(predicate, timeout_s=10.0):
-    end = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
+from appliance.fleet import Fleet
+from fleet_helpers import cfg, wait_for
 
 def test_events_in_order_status_and_health(broker, collector_factory, tmp_path):
     sub = collector_factory(broker.port, topics=("appliance/#",))
