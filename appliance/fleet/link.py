@@ -23,6 +23,7 @@ log = logging.getLogger("appliance.fleet")
 
 _LOOP_S = 0.05  # network loop tick: bounds event latency when idle
 _PERSIST_BATCH = 5000
+_STABLE_S = 10.0  # a connection that lasted this long ends an outage
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Link:
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._last_sent_seq = 0
         self._last_ack_at = 0.0
+        self._outage_since: float | None = None
         self._protocol = "5" if cfg.protocol in ("auto", "5") else "3.1.1"
         self._final: list[tuple[str, bytes, int, bool]] = []
         self.connects = 0
@@ -117,21 +119,22 @@ class Link:
     # -- link thread ---------------------------------------------------------------------
     def _run(self) -> None:
         delay = self.cfg.reconnect_min_s
-        outage_since: float | None = None
         while not self._stop.is_set():
             self._persist()
-            was_up = self._session()
+            up_s = self._session()
             if self._stop.is_set():
                 break
-            if was_up:
+            if up_s is not None and up_s >= _STABLE_S:  # a real session ended: retry soon
                 delay = self.cfg.reconnect_min_s
-                outage_since = time.monotonic()
+                self._outage_since = time.monotonic()
                 log.warning("fleet: lost the broker %s:%s (%s); storing events, reconnecting",
                             self.cfg.host, self.cfg.port, self.last_error)
-            elif outage_since is None:
-                outage_since = time.monotonic()
-                log.warning("fleet: cannot reach the broker %s:%s (%s); storing events, retrying with backoff",
-                            self.cfg.host, self.cfg.port, self.last_error)
+            elif self._outage_since is None:  # log an outage once, not every retry
+                self._outage_since = time.monotonic()
+                log.warning("fleet: cannot %s the broker %s:%s (%s); storing events, retrying with backoff",
+                            "reach" if up_s is None else "stay connected to", self.cfg.host, self.cfg.port,
+                            self.last_error)
+            # A session cut short (e.g. the broker drops us at once) does not reset the backoff.
             self._idle(delay * random.uniform(0.8, 1.2))  # jitter: a fleet must not reconnect in lockstep
             delay = min(delay * 2, self.cfg.reconnect_max_s)
         self._persist()
@@ -187,15 +190,15 @@ class Link:
         client.on_message = self._on_message
         return client
 
-    def _session(self) -> bool:
-        """One connection: connect, deliver until lost or stopped. True if it got connected."""
+    def _session(self) -> float | None:
+        """One connection: connect, deliver until lost or stopped. Seconds it was up (None: never)."""
         import paho.mqtt.client as mqtt
 
         try:
             client = self._make_client()
         except (OSError, ValueError, ssl.SSLError) as exc:  # unreadable CA or key file
             self.last_error = f"TLS set-up: {exc}"
-            return False
+            return None
         self._connack = None
         self._acks.clear()
         self._inflight.clear()
@@ -205,7 +208,7 @@ class Link:
             client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, **kwargs)
         except (OSError, ssl.SSLError, ValueError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            return False
+            return None
         self._client = client
         deadline = time.monotonic() + max(10.0, self.cfg.keepalive_s)
         try:
@@ -214,9 +217,9 @@ class Link:
                 if rc != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline:
                     self.last_error = self.last_error or "no CONNACK"
                     self._maybe_fall_back(before_connack=True)
-                    return False
+                    return None
             if not self._connected:
-                return False
+                return None
             return self._deliver(client)
         finally:
             self._connected = False
@@ -233,22 +236,24 @@ class Link:
             except Exception:
                 pass
 
-    def _deliver(self, client) -> bool:
+    def _deliver(self, client) -> float:
         import paho.mqtt.client as mqtt
 
+        connected_at = time.monotonic()
         self.connects += 1
         if self._on_connect_cb is not None:
             try:
                 self._on_connect_cb(self)
             except Exception:
                 log.exception("fleet: on-connect hook failed")
-        if self.connects > 1 or self.last_error:
-            log.warning("fleet: connected to %s:%s (MQTT %s); %d events to deliver",
-                        self.cfg.host, self.cfg.port, self.protocol_in_use, self.depth)
         next_purge = 0.0
         while self._connected and not self._stop.is_set():
             self._persist()
             now = time.monotonic()
+            if self._outage_since is not None and now - connected_at >= _STABLE_S:
+                log.warning("fleet: connected to %s:%s again (MQTT %s) after %.0f s",
+                            self.cfg.host, self.cfg.port, self.protocol_in_use, connected_at - self._outage_since)
+                self._outage_since = None
             if now >= next_purge:
                 self.outbox.purge_acked(now - self.cfg.replay_after_loss_s)
                 next_purge = now + 1.0
@@ -269,7 +274,7 @@ class Link:
             if replay:
                 log.info("fleet: will re-send the %d events acknowledged in the last %g s", replay,
                          self.cfg.replay_after_loss_s)
-        return True
+        return time.monotonic() - connected_at
 
     def _finish(self, client) -> None:
         """Clean shutdown: send the final messages, wait briefly for their acknowledgement."""
