@@ -428,8 +428,8 @@ class SipLine(Line):
             await asyncio.wait_for(call._confirmed.wait(), 64 * self.cfg.t1_ms / 1000.0 + 1)
         except asyncio.TimeoutError:
             if not call.ended.is_set():                # §13.3.1.4: no ACK, end the dialog with BYE
-                await self._send_bye(call)
                 self._end(call, "no-ack")
+                await self._send_bye(call)
 
     def _in_ack(self, req: SipMessage, addr) -> None:
         call = self.calls.get(req.call_id)
