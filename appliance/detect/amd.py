@@ -67,6 +67,8 @@ class AmdDetector:
         self.beep_ms: int | None = None
         self.transcript = ""
         self.tone_events: list[tuple[str, ToneSegment]] = []
+        self._tone_candidate: ToneSegment | None = None
+        self._voiced_after_tone = 0
         # Energy VAD state.
         self._levels: deque[float] = deque(maxlen=_FLOOR_FRAMES)
         self._voiced_run = 0
@@ -139,10 +141,7 @@ class AmdDetector:
         self._vad(voiced, start)
         if self.result is None and c.use_transcript:
             self._collect(x, start)
-        seq_kind = None
-        if seq is not None:
-            seq_kind = classify_sequence(seq)
-            self.tone_events.append((seq_kind, seq))
+        seq, seq_kind = self._confirm_tone(seq, voiced)
         if self.result is None:
             self.result = self._decide(seq, seq_kind)
             if self.result is not None:
@@ -152,6 +151,28 @@ class AmdDetector:
         elif not self.greeting_ended:
             self._track_greeting_end(seq, seq_kind)
         return None
+
+    def _confirm_tone(self, seq: ToneSegment | None, voiced: bool) -> tuple[ToneSegment | None, str | None]:
+        """Hold a finished tone sequence for `beep_confirm_ms`: speech right after it means it
+        was a tonal moment of a voice, not a beep."""
+        if seq is not None:
+            self._tone_candidate = seq
+            self._voiced_after_tone = 0
+            return None, None
+        cand = self._tone_candidate
+        if cand is None:
+            return None, None
+        self._voiced_after_tone = self._voiced_after_tone + 1 if voiced else 0
+        if self._voiced_after_tone >= 3:
+            self._tone_candidate = None
+            self.tone_events.append(("voice", cand))
+            return None, None
+        if self.t_ms - cand.end_ms >= self.config.beep_confirm_ms:
+            self._tone_candidate = None
+            kind = classify_sequence(cand)
+            self.tone_events.append((kind, cand))
+            return cand, kind
+        return None, None
 
     def _vad(self, voiced: bool, start: int) -> None:
         if voiced:

@@ -118,16 +118,21 @@ def models_mirror() -> Path | None:
     return guess if guess.is_dir() else None
 
 
-def load_stt(threads: int = 1):
-    """A transcriber `fn(pcm_int16_8k) -> str`, and its name."""
+def load_stt(threads: int = 1, speech_config=None):
+    """A transcriber `fn(pcm_int16_8k) -> str`, and its name.
+
+    The speech area's configured engine when it loads (`appliance.speech.stt.create_stt`); else
+    Whisper tiny.en straight from the model mirror."""
     try:
-        from ..speech import stt as stt_mod  # built by the speech area; used when present
-        from ..speech.config import SttConfig
-        engine = stt_mod.create_stt(SttConfig(threads=threads))
-        return (lambda pcm: engine.transcribe(pcm, sample_rate=LINE_RATE)), f"appliance.speech.stt:{type(engine).__name__}"
-    except (ImportError, AttributeError):
-        pass
-    except ModelError:
+        from dataclasses import replace
+
+        from ..speech import stt as stt_mod
+        from ..speech.config import SpeechConfig
+        cfg = speech_config or SpeechConfig()
+        cfg = replace(cfg, stt=replace(cfg.stt, threads=threads))
+        engine = stt_mod.create_stt(cfg)
+        return (lambda pcm: engine.transcribe(pcm, sample_rate=LINE_RATE)), f"appliance.speech.stt:{engine.name}"
+    except (ImportError, AttributeError, ModelError, ApplianceError):
         pass
     import sherpa_onnx
     mirror = models_mirror()
