@@ -59,6 +59,10 @@ class SipCall(Call):
         self._notify: asyncio.Queue[str] = asyncio.Queue()
         self._pending_offer_in_ack = False
 
+    def rx_written(self) -> None:
+        """RTP is played out on the loop thread: wake the reader directly (no self-pipe write)."""
+        self._rx_ready.set()
+
     # ---- Call API ------------------------------------------------------------------------
     async def answer(self) -> None:
         await self.sip_line._answer(self)
@@ -120,6 +124,9 @@ class SipLine(Line):
         self._reg_cseq = 0
         self._reg_tag = new_tag()
         self._registered_event = asyncio.Event()
+        #: optional hook mapping a bound RTP port to the (host, port) announced in SDP: for a media
+        #: relay or port forwarding in front of the box (the impairment bench uses it)
+        self.advertise_media = None
 
     # ---- lifecycle -----------------------------------------------------------------------
     @property
@@ -274,16 +281,23 @@ class SipLine(Line):
             call.rtp_port = self._alloc_port()
         if codecs is None:
             codecs = [(_CODEC_PT[c], c) for c in self.cfg.codecs]
-        sdp = sdpmod.build_sdp(self.contact_host, call.rtp_port, codecs, DTMF_PT if not call.negotiated
+        host, port = self._advertised(call)
+        sdp = sdpmod.build_sdp(host, port, codecs, DTMF_PT if not call.negotiated
                                or call.negotiated.dtmf_pt is not None else None, direction,
                                session_id=call.session_id, version=call.sdp_version)
         call.sdp_version += 1
         return sdp
 
+    def _advertised(self, call: SipCall) -> tuple[str, int]:
+        if self.advertise_media is not None:
+            return self.advertise_media(call.rtp_port)
+        return self.contact_host, call.rtp_port
+
     def _answer_sdp(self, call: SipCall, neg: sdpmod.Negotiated, rejected=None) -> bytes:
         if call.rtp_port == 0:
             call.rtp_port = self._alloc_port()
-        body = sdpmod.build_sdp(self.contact_host, call.rtp_port, [(neg.payload_type, neg.codec)],
+        host, port = self._advertised(call)
+        body = sdpmod.build_sdp(host, port, [(neg.payload_type, neg.codec)],
                                 neg.dtmf_pt, neg.direction, session_id=call.session_id,
                                 version=call.sdp_version, rejected=rejected)
         call.sdp_version += 1
