@@ -50,6 +50,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
   say "installing Python packages and compiling the Cython core (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev,audio]'   # the editable build compiles native/ in place
+  # The semantic end-of-turn model (smart-turn v3.2, BSD-2-Clause) ships inside pipecat-ai's wheel;
+  # only the file is used, so none of pipecat's own dependencies are installed.
+  .venv/bin/python -m pip install -q --no-deps 'pipecat-ai==1.14.0'
   .venv/bin/python -c 'import appliance.audio as a, sys; sys.exit(a.IMPLEMENTATION != "compiled" and a.NATIVE_IMPORT_ERROR)'
   touch "$stamp"
 fi
