@@ -121,7 +121,13 @@ class Link:
         delay = self.cfg.reconnect_min_s
         while not self._stop.is_set():
             self._persist()
-            up_s = self._session()
+            try:
+                up_s = self._session()
+            except Exception as exc:  # a paho or broker oddity must never end the link thread
+                log.exception("fleet: connection failed unexpectedly")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._connected = False
+                up_s = None
             if self._stop.is_set():
                 break
             if up_s is not None and up_s >= _STABLE_S:  # a real session ended: retry soon

@@ -95,12 +95,22 @@ class Outbox:
     def ack(self, seqs: Iterable[int], now: float) -> None:
         """Mark events acknowledged at `now` (time.monotonic() of this process: acknowledged rows
         left from an earlier run are deleted when the outbox is opened)."""
-        rows = [(now, s) for s in seqs]
-        if not rows:
+        runs = _runs(sorted(seqs))  # acknowledgements come in order: a few ranges, not one row each
+        if not runs:
             return
         with self._lock:
-            cur = self._db.executemany("UPDATE events SET acked_at = ? WHERE seq = ? AND acked_at IS NULL", rows)
-            self._depth -= max(cur.rowcount, 0)
+            done = 0
+            self._db.execute("BEGIN")
+            try:
+                for lo, hi in runs:
+                    done += self._db.execute("UPDATE events SET acked_at = ? WHERE seq BETWEEN ? AND ? "
+                                             "AND acked_at IS NULL", (now, lo, hi)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._depth = self._count_pending()
+                raise
+            self._depth -= max(done, 0)
 
     def unack_since(self, since: float) -> int:
         """Make events acknowledged at or after `since` pending again (to re-send). Returns how many."""
@@ -149,3 +159,14 @@ class Outbox:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._db.close()
+
+
+def _runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """[1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]"""
+    runs: list[tuple[int, int]] = []
+    for s in seqs:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], s)
+        elif not runs or s > runs[-1][1]:
+            runs.append((s, s))
+    return runs

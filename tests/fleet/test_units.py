@@ -36,6 +36,18 @@ def test_outbox_order_ack_bound_and_reopen(tmp_path):
     again.close()
 
 
+def test_outbox_ack_out_of_order_gaps_and_repeats(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", max_events=100)
+    box.append_many([("t", f"{i}".encode()) for i in range(10)])
+    seqs = [s for s, _, _ in box.pending_after(0, 10)]
+    box.ack([seqs[7], seqs[1], seqs[2], seqs[2], seqs[8], seqs[4]], now=5.0)  # PUBACKs may come in any order
+    assert box.depth == 5
+    assert [int(p) for _, _, p in box.pending_after(0, 10)] == [0, 3, 5, 6, 9]
+    box.ack([seqs[1]], now=6.0)  # already acknowledged: not counted twice
+    assert box.depth == 5 and box.unack_since(5.0) == 5 and box.depth == 10
+    box.close()
+
+
 def test_outbox_request_memory(tmp_path):
     box = Outbox(tmp_path / "o.sqlite", 100)
     for i in range(20):
