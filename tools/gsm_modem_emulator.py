@@ -393,6 +393,10 @@ class GsmModemEmulator:
                 return self._err(3)
             self.far.dtmf_heard += u[5:].strip('"')[:1]
             return []
+        if u == "+CHLD=?":
+            return ["+CHLD: (0,1,1x,2,2x,3,4)"]
+        if u == "+CTFR=?":
+            return []
         if u.startswith("+CHLD="):
             return self._chld(u[6:])
         if u.startswith("+CTFR="):

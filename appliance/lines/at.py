@@ -110,6 +110,7 @@ class LineSplitter:
 
     def __init__(self) -> None:
         self.buf = bytearray()
+        self.unpaired_cr = False    # the last line ended in CR at the end of the buffer: an LF may follow
 
     def next_item(self) -> tuple[str, str] | None:
         """('line', text) or ('dle', code) or None when more bytes are needed."""
@@ -151,7 +152,9 @@ class LineSplitter:
                 return None
             end = min(ends)
             raw = bytes(buf[:end])
-            del buf[:end + 1]
+            crlf = buf[end] == 0x0D and end + 1 < len(buf) and buf[end + 1] == 0x0A
+            self.unpaired_cr = buf[end] == 0x0D and end + 1 == len(buf)
+            del buf[:end + (2 if crlf else 1)]
             text = clean_line(raw)
             if text:
                 return ("line", text)
@@ -190,10 +193,11 @@ class ATChannel:
         self.timeouts = 0
         self._splitter = LineSplitter()
         self._sink: DataSink | None = None
+        self._skip_lf = False
         self._pending: _Pending | None = None
         self._cmd_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.RLock()
         self._reader: threading.Thread | None = None
         self._closing = False
         self._last_cmd_at = 0.0
@@ -213,6 +217,7 @@ class ATChannel:
         self._closing = False
         self._splitter = LineSplitter()
         self._sink = None
+        self._skip_lf = False
         if self.open_delay_s:
             time.sleep(self.open_delay_s)
         try:
@@ -272,6 +277,10 @@ class ATChannel:
             pending = _Pending(label, response_prefix(label), call_finals, data_sink)
             with self._state_lock:
                 self._pending = pending
+                if self._sink is None and self._splitter.buf:
+                    # an unterminated stray fragment cannot belong to a reply to what we send now
+                    self.stray_lines += 1
+                    self._splitter.buf.clear()
             try:
                 self.write(raw)
                 if not pending.done.wait(timeout_s):
@@ -317,13 +326,20 @@ class ATChannel:
                 return
             if data:
                 try:
-                    self._handle(data)
+                    with self._state_lock:
+                        self._handle(data)
                 except Exception:  # noqa: BLE001 - a parser bug must not kill the reader
                     log.exception("%s: error handling %r", self.name, data[:64])
 
     def _handle(self, data: bytes) -> None:
         sink = self._sink
         if sink is not None:
+            if self._skip_lf:
+                self._skip_lf = False
+                if data[:1] == b"\n":
+                    data = data[1:]
+                    if not data:
+                        return
             rest = sink.feed(data)
             if rest is None:
                 return
@@ -339,9 +355,12 @@ class ATChannel:
                 self._dispatch(self.on_dle, text)
                 continue
             if self._on_line(text):
-                # CONNECT into data mode: the rest of the buffer is voice data
+                # CONNECT into data mode: the rest of the buffer is voice data (CONNECT's own
+                # CR LF is not: an LF still to come after a CR that ended a read is dropped)
                 rest = bytes(self._splitter.buf)
                 self._splitter.buf.clear()
+                if not rest and self._splitter.unpaired_cr:
+                    self._skip_lf = True
                 sink = self._sink
                 if rest and sink is not None:
                     more = sink.feed(rest)

@@ -678,3 +678,7 @@ class VoiceModemLine(Line):
             "stray_lines": ch.stray_lines if ch else None, "timeouts": ch.timeouts if ch else None,
             "last_error": self.last_error or None,
         }
+
+
+#: the name `lines.ADAPTERS` and the config's `type: modem` use
+ModemLine = VoiceModemLine
