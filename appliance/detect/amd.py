@@ -280,8 +280,11 @@ class AmdDetector:
             self.beep_ms = int(round(seq.end_ms))
             self._end_greeting(self.beep_ms)
             return
-        if not self.in_speech and not self._beep.in_tone and self.last_voice_ms is not None \
-                and t - self.last_voice_ms >= c.greeting_end_silence_ms:
+        # Silence counts from the last voice or tone: a beep (being confirmed) is not silence.
+        last_sound = max(self.last_voice_ms or 0, int(self._tone_candidate.end_ms) if self._tone_candidate else 0,
+                         int(self._beep.last_sequence.end_ms) if self._beep.last_sequence else 0)
+        if not self.in_speech and not self._beep.in_tone and self._tone_candidate is None \
+                and self.last_voice_ms is not None and t - last_sound >= c.greeting_end_silence_ms:
             self._end_greeting(t)
         elif t - (self.first_speech_ms or 0) >= c.max_greeting_wait_ms:
             self._end_greeting(t)

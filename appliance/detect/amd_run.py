@@ -36,8 +36,26 @@ def read_wav(path: str | Path) -> np.ndarray:
     pcm, rate = read_wav_native(path)
     if rate != LINE_RATE:
         r = Resampler(rate, LINE_RATE)
-        pcm = np.concatenate([r.process(pcm), r.process(np.zeros(rate // 50, dtype=np.int16))])
+        out = np.concatenate([r.process(pcm), r.process(np.zeros(rate // 10, dtype=np.int16))])
+        # Drop the resampler's filter delay so audio times stay those of the file.
+        delay = _resampler_delay(rate)
+        pcm = np.ascontiguousarray(out[delay:delay + len(pcm) * LINE_RATE // rate])
     return pcm
+
+
+_DELAYS: dict[int, int] = {}
+
+
+def _resampler_delay(rate: int) -> int:
+    """Output samples by which Resampler(rate, 8000) delays its input (measured on an impulse)."""
+    if rate not in _DELAYS:
+        x = np.zeros(rate, dtype=np.int16)
+        pos = rate // 2
+        x[pos] = 30000
+        r = Resampler(rate, LINE_RATE)
+        y = np.concatenate([r.process(x), r.process(np.zeros(rate // 10, dtype=np.int16))]).astype(np.float64)
+        _DELAYS[rate] = max(0, int(np.argmax(np.abs(y))) - pos * LINE_RATE // rate)
+    return _DELAYS[rate]
 
 
 def read_wav_native(path: str | Path) -> tuple[np.ndarray, int]:
