@@ -45,7 +45,25 @@ FRAME_MS = 20.0
 AUDIBLE = 64                 # |sample| above this on the line is agent audio (not codec noise)
 SPECULATE_AFTER_MS = 100     # caller pause after which the transcript is decoded ahead of the endpoint
 FALSE_BARGE_QUIET_MS = 240   # quiet after a short burst of caller speech: resume the agent
-PRE_ROLL_FRAMES = 10         # audio kept before the caller's speech onset for STT
+PRE_ROLL_FRAMES = 6          # audio kept before the caller's speech onset for STT (the VAD's onset delay)
+BARGE_IN_SURE_MS = 1000      # caller speech this long over the agent is an interruption, whatever it says
+BURST_TEXT_WAIT_MS = 700     # how long the agent stays paused for a short burst's transcript
+RESUME_PROMPT_S = 4.0        # after an interruption with no turn following, invite the caller to go on
+
+_BACKCHANNEL_WORDS = {
+    "m", "mm", "mmm", "mhm", "mm-hm", "mm-hmm", "mmhm", "mmhmm", "hm", "hmm", "uh-huh", "uh", "huh", "uhhuh", "aha",
+    "ah", "oh", "yeah", "yes", "yep", "yup", "ok", "okay", "right", "sure", "alright", "all", "i", "see",
+    "got", "it", "cool", "fine", "good", "great", "exactly", "totally", "true",
+}
+
+
+def is_backchannel(text: str) -> bool:
+    """A listener's acknowledgement ("mm-hm", "yeah", "okay, I see"), or nothing intelligible."""
+    import re
+
+    words = re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())
+    # Whisper writes a hum as letters ("M. M. M.") or repeats it: count distinct words
+    return len(set(words)) <= 3 and all(w in _BACKCHANNEL_WORDS for w in words)
 
 
 class _CallOver(Exception):
@@ -90,6 +108,7 @@ class BargeIn:
     quiet_ms: float = 0.0
     outcome: str = "pending"  # 'barge_in' | 'backchannel'
     during: str = "speaking"
+    why: str = ""
 
 
 class CallSession:
@@ -138,6 +157,9 @@ class CallSession:
         self._barge: BargeIn | None = None
         self._await_audio: Turn | None = None
         self._agent_entry: dict[str, Any] | None = None
+        self._burst_text: str | None = None
+        self._interrupted_last = False
+        self._deferred_endpoint: float | None = None
         self.false_barge_ins = 0
 
     # ---- events -----------------------------------------------------------------------------
@@ -221,8 +243,16 @@ class CallSession:
             self.speaker.stop()
         if self._tts_cancel is not None:
             self._tts_cancel.set()
-        if self._reply_task is not None and not self._reply_task.done():
-            self._reply_task.cancel()
+        task = self._reply_task
+        if task is not None:
+            if self.turns and not any(e[0] == "turn" and e[1].get("turn") == self.turns[-1].index for e in self.events):
+                self._emit_turn(self.turns[-1])
+            if not task.done():
+                task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the call is over either way
+                pass
         if not self.call.ended.is_set():
             try:
                 await self.call.hangup(self.end_reason or "local")
@@ -301,8 +331,8 @@ class CallSession:
             return
         loud = np.flatnonzero(np.abs(ref.astype(np.int32)) > AUDIBLE)
         if len(loud):
-            turn.first_audio_ms = t + loud[0] / 8.0
-            turn.v2v = turn.first_audio_ms - turn.speech_end_ms
+            turn.first_audio_ms = float(t + loud[0] / 8.0)
+            turn.v2v = float(turn.first_audio_ms - turn.speech_end_ms)
             self._await_audio = None
 
     def _track_caller(self, caller: bool, t: float, clean: np.ndarray) -> None:
@@ -330,7 +360,7 @@ class CallSession:
             f, keep = self._preroll[0]
             self._pending_stt.append(f if keep else np.zeros_like(f))
         self._preroll.append((clean.copy(), self._collecting))
-        if len(self._pending_stt) >= 10 and self._spec_job is None:
+        if len(self._pending_stt) >= 10 and self._spec_job is None:   # hand audio over in 200 ms batches
             self._submit_stt(self._take_pending(), None)
         if (self._collecting and not self.endpointer.in_turn and self._quiet_ms >= 600 and self._barge is None):
             self._forget_burst()   # a click or a cough the endpointer did not take as a turn
@@ -373,8 +403,13 @@ class CallSession:
             def done(f: asyncio.Future) -> None:
                 if self._spec_job is f:
                     self._spec_job = None
-                if not f.cancelled() and f.exception() is None and f.result():
-                    self._transcript_hint = f.result()
+                if f.cancelled() or f.exception() is not None:
+                    return
+                text = f.result() or ""
+                if self._barge is not None:
+                    self._burst_text = text
+                if text:
+                    self._transcript_hint = text
             fut.add_done_callback(done)
         return fut
 
@@ -391,11 +426,16 @@ class CallSession:
         return None
 
     def _barge_in_step(self, caller: bool, t: float) -> None:
+        """Pause at once on caller speech over the agent; then decide: interruption or backchannel.
+
+        Short bursts (< barge_in_min_ms) are noise: resume. Speech lasting BARGE_IN_SURE_MS is an
+        interruption. In between ("mm-hm", "yeah", "wait"), the burst's transcript decides."""
         floor = self._agent_floor()
         b = self._barge
         if b is None:
             if caller and floor is not None:
                 b = self._barge = BargeIn(onset_ms=t - self.acfg.barge_in_pause_ms, paused_at_ms=t, during=floor)
+                self._burst_text = None
                 if floor == "speaking":
                     self.speaker.pause()   # urgent: stop the agent's voice on this frame
             else:
@@ -405,20 +445,46 @@ class CallSession:
             b.quiet_ms = 0.0
         else:
             b.quiet_ms += FRAME_MS
-        if b.speech_ms + self.acfg.barge_in_pause_ms >= self.acfg.barge_in_min_ms:
-            b.outcome = "barge_in"
-            self._barge = None
-            self.barge_ins.append(b)
-            self._interrupt(b)
-        elif b.quiet_ms >= FALSE_BARGE_QUIET_MS:
-            b.outcome = "backchannel"
-            self._barge = None
-            self.barge_ins.append(b)
-            self.false_barge_ins += 1
-            if self.speaker is not None:
-                self.speaker.resume()
-            self._forget_burst()
-            self.emit("barge_in", {"outcome": "resumed", "onset_ms": round(b.onset_ms), "speech_ms": round(b.speech_ms)})
+        spoken = b.speech_ms + self.acfg.barge_in_pause_ms
+        if spoken < self.acfg.barge_in_min_ms:
+            if b.quiet_ms >= FALSE_BARGE_QUIET_MS:
+                self._resume_after(b, "noise")
+            return
+        if spoken >= BARGE_IN_SURE_MS:
+            self._confirm(b, "long speech")
+            return
+        if b.quiet_ms >= SPECULATE_AFTER_MS:
+            text = self._burst_text
+            if text is not None:
+                if is_backchannel(text):
+                    self._resume_after(b, f"backchannel {text!r}")
+                else:
+                    self._confirm(b, f"words {text!r}")
+            elif b.quiet_ms >= BURST_TEXT_WAIT_MS:   # no transcript in time: a short burst, carry on
+                self._resume_after(b, "short burst, no transcript in time")
+
+    def _confirm(self, b: BargeIn, why: str) -> None:
+        b.outcome = "barge_in"
+        b.why = why
+        self._barge = None
+        self.barge_ins.append(b)
+        self._interrupt(b)
+        if self._deferred_endpoint is not None:
+            t, self._deferred_endpoint = self._deferred_endpoint, None
+            self._end_turn(t)
+
+    def _resume_after(self, b: BargeIn, why: str) -> None:
+        b.outcome = "backchannel"
+        b.why = why
+        self._barge = None
+        self._deferred_endpoint = None
+        self.barge_ins.append(b)
+        self.false_barge_ins += 1
+        if self.speaker is not None:
+            self.speaker.resume()
+        self._forget_burst()
+        self.emit("barge_in", {"outcome": "resumed", "onset_ms": round(b.onset_ms), "speech_ms": round(b.speech_ms),
+                               "why": why})
 
     def _interrupt(self, b: BargeIn) -> None:
         """Confirmed barge-in: stop the reply and keep in the history only what was heard."""
@@ -442,21 +508,24 @@ class CallSession:
             entry["heard"] = heard
             entry["interrupted"] = True
         self.emit("barge_in", {"outcome": "stopped", "onset_ms": round(b.onset_ms), "during": b.during,
-                               "heard": heard, "stop_ms": round(b.paused_at_ms - b.onset_ms)})
+                               "heard": heard, "stop_ms": round(b.paused_at_ms - b.onset_ms), "why": b.why})
         self._set_state("listening")
 
     def _endpoint_step(self, clean: np.ndarray, caller: bool, t: float) -> None:
         hint, self._transcript_hint = self._transcript_hint, None
         if self._turn is None and caller:
             self._turn = Turn(index=len(self.turns) + 1, speech_start_ms=t)
-        ended = self.endpointer.feed(clean, caller, t, hint)
-        if not ended:
+        if not self.endpointer.feed(clean, caller, t, hint):
             return
-        floor = self._agent_floor()
-        if floor is not None or self._barge is not None:
-            # the agent holds the floor and the caller did not take it (a backchannel): not a turn
-            self.endpointer.reset()
+        if self._barge is not None:
+            self._deferred_endpoint = t   # decided once we know whether it was an interruption
             return
+        if self._agent_floor() is not None:
+            self.endpointer.reset()       # the caller did not take the floor: not a turn
+            return
+        self._end_turn(t)
+
+    def _end_turn(self, t: float) -> None:
         turn = self._turn or Turn(index=len(self.turns) + 1, speech_start_ms=t)
         self._turn = None
         decision = getattr(self.endpointer, "last_decision", None)
@@ -481,7 +550,18 @@ class CallSession:
         self._set_state("listening")
         empty_in_a_row = 0
         while True:
-            turn = await self._turns.get()
+            if self._interrupted_last:
+                try:
+                    turn = await asyncio.wait_for(self._turns.get(), RESUME_PROMPT_S)
+                except asyncio.TimeoutError:
+                    if self._collecting or self._barge is not None:
+                        continue   # the caller is talking: wait for their turn
+                    self._interrupted_last = False
+                    await self._speak_text("Sorry, please go ahead.")
+                    continue
+            else:
+                turn = await self._turns.get()
+            self._interrupted_last = False
             text = (await turn._stt_future or "").strip()  # type: ignore[attr-defined]
             turn.stt = (time.monotonic() - turn._stt_t0) * 1000.0  # type: ignore[attr-defined]
             if not text:
@@ -501,17 +581,24 @@ class CallSession:
             task, self._reply_task = self._reply_task, None
             self._emit_turn(turn)
             if task.cancelled():
-                continue      # barge-in: the next turn is already being heard
+                self._interrupted_last = True
+                continue      # barge-in: the next turn is being heard
             exc = task.exception()
             if exc is not None:
                 raise exc
+            if task.result() == "ended":
+                raise _CallOver()
             if not self._closing:
                 self._set_state("listening")
 
     def _emit_turn(self, turn: Turn) -> None:
         if self._await_audio is turn:
             self._await_audio = None
-        self.emit("turn", turn.event())
+        ev = turn.event()
+        log.info("turn %d: endpoint %s ms (%s), stt %s, llm first token %s, tts first audio %s, v2v %s",
+                 turn.index, ev["endpoint"], turn.endpoint_reason, ev["stt"], ev["llm_first_token"],
+                 ev["tts_first_audio"], ev["v2v"])
+        self.emit("turn", ev)
 
     async def _speak_text(self, text: str) -> Speaker:
         """Say a fixed text (greeting, handoff line) and wait until it has played."""
@@ -520,7 +607,8 @@ class CallSession:
         sp, _ = await self._speak(pieces(), None)
         return sp
 
-    async def _reply(self, turn: Turn) -> None:
+    async def _reply(self, turn: Turn) -> str | None:
+        """Answer one turn; returns 'ended' when the call is over (handoff done, end_call)."""
         t0 = time.monotonic()
         self._await_audio = turn
         events = self.dialogue.respond(turn.user_text)
@@ -530,8 +618,10 @@ class CallSession:
             turn.actions.append(name)
             if name == "transfer_to_human":
                 await self._handoff(args.get("reason") or "handoff", args.get("summary") or "")
+                return "ended"
             elif name == "end_call":
                 await self._end_call(args.get("reason") or "agent ended the call")
+                return "ended"
             elif name == "send_dtmf":
                 digits = str(args.get("digits", ""))
                 try:
@@ -643,13 +733,11 @@ class CallSession:
         ok = await handoff.transfer(self.call, plan)
         if ok:
             self.end_reason = "transferred"
-            raise _CallOver()
+            return
         await self._speak_text(handoff.NO_TARGET_LINE if plan.mode == "none" else handoff.FAILED_LINE)
         await asyncio.sleep(0.3)
-        raise _CallOver()
 
     async def _end_call(self, reason: str) -> None:
         self._closing = True
         self.end_reason = reason
-        await asyncio.sleep(0.3)
-        raise _CallOver()
+        await asyncio.sleep(0.3)   # let the goodbye's last frame leave the line
