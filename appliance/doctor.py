@@ -92,7 +92,7 @@ def check_models(cfg):
         speech = cfg.speech if cfg else None
         reg = registry_mod.ModelRegistry(
             models_dir=getattr(speech, "models_dir", None), mirror=getattr(speech, "mirror", None))
-        results = reg.verify_all() if hasattr(reg, "verify_all") else None
+        results = reg.verify_all(speech) if hasattr(reg, "verify_all") else None
     except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
         return _check("models", False, f"cannot verify models: {exc}")
     if results is None:

@@ -12,7 +12,9 @@ import sys
 
 def add_arguments(p) -> None:
     p.add_argument("action", choices=("list", "fetch", "verify"))
-    p.add_argument("name", nargs="?", help="model name (fetch: required; verify: default all)")
+    p.add_argument("name", nargs="?", help="model name (fetch: required unless --defaults; verify: default all)")
+    p.add_argument("--defaults", action="store_true",
+                   help="fetch: every model the configuration needs (VAD, STT, TTS); verified ones are skipped")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--config", help="appliance config file (speech.models_dir, speech.mirror)")
     p.add_argument("--models-dir", help="override speech.models_dir")
@@ -26,6 +28,21 @@ def _registry(args):
 
     cfg = load(args.config).speech
     return ModelRegistry(args.models_dir or cfg.models_dir, args.mirror or cfg.mirror)
+
+
+def _fetch_defaults(reg, args) -> int:
+    from ..config import load
+
+    speech = load(args.config).speech
+    results = reg.fetch_defaults(speech, progress=not args.no_progress and not args.json,
+                                 log_to=None if args.json else sys.stdout)
+    bad = {k: v for k, v in results.items() if v is not True}
+    if args.json:
+        print(json.dumps({"ok": not bad, "models": [{"name": k, "ok": v is True, **({} if v is True else {"error": v})}
+                                                    for k, v in results.items()]}))
+    for name, err in bad.items():
+        print(f"appliance models fetch: model {name!r} could not be installed: {err}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def main(args) -> int:
@@ -50,8 +67,14 @@ def main(args) -> int:
                 print(f"  {r['name']:<28} {r['kind']:<4} {r['engine']:<10} {size}  {r['status']:<8} {r['source']}")
         return 0
     if args.action == "fetch":
+        if args.defaults:
+            if args.name:
+                print("appliance models fetch: give a model name or --defaults, not both", file=sys.stderr)
+                return 2
+            return _fetch_defaults(reg, args)
         if not args.name:
-            print("appliance models fetch: which model? (see `appliance models list`)", file=sys.stderr)
+            print("appliance models fetch: which model? (a name from `appliance models list`, or --defaults)",
+                  file=sys.stderr)
             return 2
         path = reg.fetch(args.name, progress=not args.no_progress and not args.json)
         if args.json:

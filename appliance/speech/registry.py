@@ -112,6 +112,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+VAD_MODEL = "silero-vad"
+
+
+def required_models(speech=None) -> list[str]:
+    """Names of the models a speech configuration (a SpeechConfig; default: the defaults) uses:
+    the VAD, the STT model and the TTS voice."""
+    if speech is None:
+        from .config import SpeechConfig
+
+        speech = SpeechConfig()
+    return list(dict.fromkeys([VAD_MODEL, speech.stt.model, speech.tts.voice]))
+
+
 class _Progress:
     """A one-line progress bar on stderr (a line per 10% when stderr is not a terminal)."""
 
@@ -232,6 +245,58 @@ class ModelRegistry:
         except ModelError as exc:
             return "missing" if "not installed" in str(exc) else f"bad: {exc}"
 
+    def is_ready(self, name: str) -> bool:
+        """True when the model's files are intact (by their stamp: no re-hash unless they changed)
+        and have passed a child-process test load: loading it cannot take the process down."""
+        if self.status(name) != "ok":
+            return False
+        return bool(self._read_stamp(self.info(name)).get("probed"))
+
+    def verify_all(self, speech=None, full: bool = True) -> dict[str, bool | str]:
+        """{name: True | error text} for every model the speech configuration needs (missing ones
+        are errors) and every other installed model. `speech`: a SpeechConfig (default: the
+        defaults). `full=False` trusts the size+mtime stamps instead of re-hashing."""
+        from ..errors import ModelError
+
+        required = required_models(speech)
+        results: dict[str, bool | str] = {}
+        for name in [*required, *(n for n in self.models if n not in required)]:
+            if name not in self.models:
+                results[name] = f"unknown model {name!r} (not in {self.manifest_path})"
+                continue
+            if name not in required and self.status(name) == "missing":
+                continue
+            try:
+                if full:
+                    self.verify(name, probe=False)
+                else:
+                    info = self.info(name)
+                    self._check(info, self._installed_dir(info), self._read_stamp(info), full=False)
+                results[name] = True
+            except ModelError as exc:
+                results[name] = str(exc)
+        return results
+
+    def fetch_defaults(self, speech=None, progress: bool = True, log_to=None) -> dict[str, bool | str]:
+        """Fetch and verify every model the speech configuration needs; models already verified and
+        test-loaded are skipped (stamp check, no re-hash). Returns {name: True | error text}; never
+        stops at the first failure, so one run says everything that is missing."""
+        results: dict[str, bool | str] = {}
+        for name in required_models(speech):
+            try:
+                if self.is_ready(name):
+                    results[name] = True
+                    if log_to:
+                        print(f"{name}: already installed and verified", file=log_to)
+                    continue
+                path = self.fetch(name, progress=progress)
+                results[name] = True
+                if log_to:
+                    print(f"{name}: installed and verified in {path}", file=log_to)
+            except ModelError as exc:
+                results[name] = str(exc)
+        return results
+
     # ---- fetching ------------------------------------------------------------------------
     def fetch(self, name: str, progress: bool = True) -> Path:
         """Install the model from its first available source and verify it. Idempotent."""
@@ -243,7 +308,6 @@ class ModelRegistry:
             return folder
         if self.status(name) == "ok":
             return self.path(name)
-        errors = []
         mirror_dir = self.mirror / src["mirror"] if (self.mirror and src.get("mirror")) else None
         if mirror_dir and mirror_dir.is_dir():
             self._install_from_folder(info, mirror_dir, progress)
@@ -254,9 +318,11 @@ class ModelRegistry:
             self._install_from_archive(info, archive, progress)
             archive.unlink(missing_ok=True)
         else:
-            errors.append(f"no mirror folder {mirror_dir or '(no mirror configured)'}")
-            raise ModelError(f"cannot fetch model {name!r}: {'; '.join(errors)}. Set speech.mirror or "
-                             f"APPLIANCE_MODELS_MIRROR to a folder holding {src.get('mirror', name)}/")
+            where = f"no folder {mirror_dir}" if mirror_dir else "no models mirror is configured"
+            hint = f" ({src['how']})" if src.get("how") else ""
+            raise ModelError(f"cannot fetch model {name!r}: it comes only from a models mirror and {where}. "
+                             f"Set speech.mirror (or APPLIANCE_MODELS_MIRROR, or --mirror) to a folder holding "
+                             f"{src.get('mirror', name)}/{hint}")
         return self.path(name)
 
     def _install_from_folder(self, info: ModelInfo, src_dir: Path, progress: bool) -> None:
