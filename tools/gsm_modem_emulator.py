@@ -138,6 +138,7 @@ class GsmModemEmulator:
         self.pcm_on = False
         self.qpcmv = False
         self._pcm_cycled = False
+        self._pcm_reg = False
         self._txbuf = bytearray()
         self._tx_started = False
         self.sched.clear()
@@ -357,13 +358,13 @@ class GsmModemEmulator:
                 if self._pcm_cycled:
                     self._pcm_cycled = False
                     return "ERROR"            # CP #121: the first CPCMREG=1 after a cycle fails
-                self.pcm_on = True
+                self.pcm_on = self._pcm_reg = True
                 self._txbuf.clear()
                 self._tx_started = False
             else:
-                if self.pcm_on:
+                if self._pcm_reg:           # registered, then released: the endpoint degrades
                     self._pcm_cycled = True
-                self.pcm_on = False
+                self.pcm_on = self._pcm_reg = False
             return []
         if u.startswith("+QPCMV=") and p.audio == "qpcmv":
             self.qpcmv = u[7:].startswith("1")
