@@ -13,7 +13,7 @@ from ..errors import ConfigError
 ADAPTERS = {
     "sim": ("appliance.lines.sim", "SimLine"),
     "sip": ("appliance.lines.sip.line", "SipLine"),
-    "modem": ("appliance.lines.modem", "ModemLine"),
+    "modem": ("appliance.lines.modem", "VoiceModemLine"),
     "gsm": ("appliance.lines.gsm", "GsmLine"),
 }
 
