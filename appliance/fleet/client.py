@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import discovery, health
-from .commands import BadRequest, check_schema, parse_request, validate
+from .commands import SCHEMAS, BadRequest, check_schema, parse_request, validate
 from .config import FleetConfig
 from .link import Link, Will
 from .outbox import Outbox
@@ -140,10 +140,18 @@ class Fleet:
         if self._health_now is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._health_now.set)
 
-    def register_command(self, name: str, handler: CommandHandler, schema: dict) -> None:
-        """Serve `cmd/<name>`: args validated against `schema`, each request id executed once."""
+    def register_command(self, name: str, handler: CommandHandler, schema: dict | None = None) -> None:
+        """Serve `cmd/<name>`: args validated against `schema`, each request id executed once.
+        Without a schema, the standard one of `dial`, `hangup`, `reload`, `models.fetch` is used
+        (`commands.SCHEMAS`). `handler(args)` is awaited on the loop and returns a dict (the result)
+        or raises (an error result naming the exception)."""
         if not _COMMAND.fullmatch(name or ""):
             raise ValueError(f"command name {name!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+        if schema is None:
+            if name not in SCHEMAS:
+                raise ValueError(f"command {name!r}: no standard schema (standard: {', '.join(sorted(SCHEMAS))}); "
+                                 "pass one")
+            schema = SCHEMAS[name]
         check_schema(schema)
         self._commands[name] = (handler, schema)
 

@@ -29,6 +29,33 @@ _TYPES = {
 }
 
 
+# Argument schemas of the standard commands (DESIGN.md, issue 7). `Fleet` serves `ping` and
+# `config.set` itself; the runtime registers handlers for the others with these schemas
+# (`Fleet.register_command(name, handler)` without a schema picks the one here).
+_LINE = {"type": "string", "minLength": 1, "maxLength": 64, "description": "line name from the config"}
+SCHEMAS: dict[str, dict] = {
+    "dial": {"type": "object", "required": ["number"], "additionalProperties": False,
+             "properties": {"number": {"type": "string", "pattern": r"^(\+?[0-9*#]{2,32}|sips?:[^\s]{3,256})$",
+                                       "description": "digits (E.164 with +) or a SIP URI"},
+                            "line": _LINE,
+                            "timeout_s": {"type": "number", "minimum": 5, "maximum": 300,
+                                          "description": "ring time before giving up"},
+                            "amd": {"type": "boolean", "description": "run answering-machine detection"},
+                            "context": {"type": "object", "description": "facts handed to the agent"}}},
+    "hangup": {"type": "object", "additionalProperties": False,
+               "properties": {"call": {"type": "string", "minLength": 1, "maxLength": 128,
+                                       "description": "call id; omitted: every call on the line(s)"},
+                              "line": _LINE}},
+    "reload": {"type": "object", "additionalProperties": False,
+               "properties": {"drain": {"type": "boolean", "description": "wait for calls to end first"}}},
+    "models.fetch": {"type": "object", "additionalProperties": False,
+                     "properties": {"models": {"type": "array", "minItems": 1, "maxItems": 32,
+                                               "items": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,128}$"},
+                                               "description": "model names; omitted: every model the config uses"},
+                                    "verify": {"type": "boolean"}}},
+}
+
+
 class BadRequest(ValueError):
     """A command request that cannot be executed; `problems` says every reason."""
 

@@ -16,7 +16,12 @@ _SENSORS = (
     ("outbox_depth", "Events waiting", "fleet.outbox_depth", None, None, True),
     ("calls_today", "Calls today", "calls_today", None, None, False),
     ("handoffs", "Handoffs", "handoffs", None, None, False),
+    ("barge_ins", "Barge-ins", "barge_ins", None, None, False),
     ("turn_latency_p50", "Reply latency P50", "turn_latency_ms.p50", "ms", "duration", False),
+    ("turn_latency_p95", "Reply latency P95", "turn_latency_ms.p95", "ms", "duration", False),
+    ("gsm_signal", "GSM signal", "gsm.signal_dbm", "dBm", "signal_strength", True),
+    ("gsm_registration", "GSM registration", "gsm.registration", None, None, True),
+    ("models_verified", "Models verified", "models_verified", None, None, True),
     ("last_error", "Last error", "last_error", None, None, True),
 )
 

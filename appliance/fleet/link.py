@@ -220,6 +220,8 @@ class Link:
         try:
             while self._connack is None and not self._stop.is_set():
                 rc = client.loop(timeout=_LOOP_S)
+                if self._connack is not None:
+                    break  # the CONNACK came (a refusal may come with the close in one loop call)
                 if rc != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline:
                     self.last_error = self.last_error or "no CONNACK"
                     self._maybe_fall_back(before_connack=True)

@@ -42,10 +42,25 @@ def make_tls(folder: Path, cn: str = "127.0.0.1") -> dict[str, Path]:
     return {"ca": p["ca.crt"], "cert": p["server.crt"], "key": p["server.key"]}
 
 
+def make_client_cert(tls: dict[str, Path], folder: Path, cn: str) -> dict[str, Path]:
+    """A client certificate with common name `cn` (the device id, with `use_identity_as_username`),
+    signed by the CA of `tls` (from `make_tls`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key, csr, crt = folder / f"{cn}.key", folder / f"{cn}.csr", folder / f"{cn}.crt"
+    ca_key = Path(tls["ca"]).with_name("ca.key")
+    for args in (("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(csr)),
+                 ("x509", "-req", "-in", str(csr), "-CA", str(tls["ca"]), "-CAkey", str(ca_key),
+                  "-CAcreateserial", "-days", "2", "-out", str(crt))):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    return {"cert": crt, "key": key}
+
+
 @dataclass
 class Mosquitto:
     """One mosquitto process. Listeners: `port` (anonymous), and optionally `auth_port`
-    (password file, optional ACL file) and `tls_port` (anonymous over TLS)."""
+    (password file, optional ACL file), `tls_port` (anonymous over TLS) and, with `client_certs`,
+    `mtls_port` (TLS demanding a client certificate signed by the same CA, whose CN is the user name
+    for the ACL file)."""
 
     folder: Path
     users: dict[str, str] = field(default_factory=dict)
@@ -56,6 +71,8 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     auth_port: int | None = None
     tls_port: int | None = None
+    client_certs: bool = False
+    mtls_port: int | None = None
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
@@ -67,6 +84,10 @@ class Mosquitto:
             self.auth_port = free_port()
         if self.tls and self.tls_port is None:
             self.tls_port = free_port()
+        if self.client_certs and not self.tls:
+            raise ValueError("Mosquitto: client_certs needs tls (the CA that signs them)")
+        if self.client_certs and self.mtls_port is None:
+            self.mtls_port = free_port()
 
     def _write_config(self) -> Path:
         lines = ["per_listener_settings true", f"listener {self.port} 127.0.0.1", "allow_anonymous true",
@@ -86,6 +107,12 @@ class Mosquitto:
         if self.tls:
             lines += [f"listener {self.tls_port} 127.0.0.1", "allow_anonymous true", f"cafile {self.tls['ca']}",
                       f"certfile {self.tls['cert']}", f"keyfile {self.tls['key']}"]
+        if self.client_certs:
+            lines += [f"listener {self.mtls_port} 127.0.0.1", "allow_anonymous false", f"cafile {self.tls['ca']}",
+                      f"certfile {self.tls['cert']}", f"keyfile {self.tls['key']}", "require_certificate true",
+                      "use_identity_as_username true", "max_queued_messages 0"]
+            if self.acl_file:
+                lines.append(f"acl_file {self.acl_file}")
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.folder}/", "autosave_interval 3600"]
         else:
@@ -105,7 +132,7 @@ class Mosquitto:
         log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        ports = [p for p in (self.port, self.auth_port, self.tls_port) if p]
+        ports = [p for p in (self.port, self.auth_port, self.tls_port, self.mtls_port) if p]
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -57,6 +57,8 @@ class _Box:
         self.started_at = 0.0
         self.calls_today = 0
         self.handoffs = 0
+        self.barge_ins = 0
+        self.gsm = index % 4 == 3
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"appliance-{self.id}", protocol=mqtt.MQTTv5)
         if sim.username_from_id:
             self.c.username_pw_set(self.id, sim.password)
@@ -158,9 +160,13 @@ class _Box:
                 "memory": {"total_mb": 3793.1, "used_pct": round(r.uniform(20, 45), 1)},
                 "disk": {"used_pct": round(r.uniform(10, 60), 1)},
                 "lines": {"line1": {"state": r.choice(["idle"] * 8 + ["in_call", "ringing"])}},
-                "calls_today": self.calls_today, "handoffs": self.handoffs,
+                "calls_today": self.calls_today, "handoffs": self.handoffs, "barge_ins": self.barge_ins,
                 "turn_latency_ms": {"p50": r.randint(650, 900), "p95": r.randint(1000, 1500)},
+                "models_verified": True, "last_error": None,
                 "fleet": {"outbox_depth": 0, "connected": True}}
+        if self.gsm:  # every fourth box sits on a GSM line
+            body["lines"]["line1"]["type"] = "gsm"
+            body["gsm"] = {"registration": r.choice(["home"] * 9 + ["searching"]), "signal_dbm": r.randint(-105, -60)}
         self.c.publish(self.root + "health", json.dumps(body), qos=0, retain=True)
         self.sim.stats.health_sent += 1
 
@@ -186,6 +192,7 @@ class _Box:
                                           "decision_ms": r.randint(900, 3500)})
             for turn in range(r.randint(2, 6)):
                 llm = r.randint(250, 700)
+                self.barge_ins += r.random() < 0.15
                 self.event("turn", {"call": call, "turn": turn, "endpoint": r.randint(150, 400),
                                     "stt": r.randint(60, 200), "llm_first_token": llm,
                                     "tts_first_audio": r.randint(80, 220), "v2v": llm + r.randint(300, 700)})

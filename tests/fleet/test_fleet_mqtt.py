@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from appliance.fleet import Fleet
 from fleet_helpers import cfg, wait_for
 
@@ -89,21 +91,28 @@ def test_commands_validation_dedupe_and_bad_payloads(broker, collector_factory, 
     async def boom(args):
         raise RuntimeError("line is down")
 
+    async def reload(args):
+        calls.append(("reload", args))
+        return {"reloaded": True}
+
+    async def fetch(args):
+        calls.append(("fetch", args))
+        return {"fetched": args["models"]}
+
     bad_payloads = [b"", b"\xff\xfe\x00", b"null", b"[]", b'"text"', b"42", b"{", b"{}", b'{"id": 5}',
                     b'{"id": "", "args": {}}', b'{"id": "x", "args": []}', b'{"id": "x", "argz": {}}',
                     b"[" * 100000 + b"]" * 100000, b'{"id": "' + b"a" * 300 + b'"}', b"x" * 300000]
 
     async def main():
         fleet = Fleet(cfg(broker.port), "box1", "1", tmp_path / "state")
-        fleet.register_command("dial", dial, {
-            "type": "object", "required": ["number"], "additionalProperties": False,
-            "properties": {"number": {"type": "string", "pattern": r"^\+?[0-9]{3,15}$"},
-                           "line": {"type": "string"}}})
-        fleet.register_command("hangup", boom, {"type": "object"})
+        fleet.register_command("dial", dial)  # the standard schemas (commands.SCHEMAS)
+        fleet.register_command("hangup", boom)
+        fleet.register_command("reload", reload)
+        fleet.register_command("models.fetch", fetch)
         await fleet.start()
         assert await wait_for(lambda: fleet.status.connected)
         await asyncio.sleep(0.2)  # subscriptions in place
-        names = ["dial", "hangup", "ping", "config.set", "no.such"]
+        names = ["dial", "hangup", "reload", "models.fetch", "ping", "config.set", "no.such"]
         for name in names:
             for i, payload in enumerate(bad_payloads):
                 _request(sub, f"appliance/box1/cmd/{name}", payload)
@@ -114,17 +123,21 @@ def test_commands_validation_dedupe_and_bad_payloads(broker, collector_factory, 
         assert {r["command"] for r in bad_results} == set(names)
         sub.messages.clear()
 
-        _request(sub, "appliance/box1/cmd/dial", {"id": "r1", "args": {"number": "12"}})  # pattern fails
+        _request(sub, "appliance/box1/cmd/dial", {"id": "r1", "args": {"number": "1; ATH"}})  # pattern fails
         _request(sub, "appliance/box1/cmd/dial", {"id": "r2", "args": {"number": "+15551234", "x": 1}})
         _request(sub, "appliance/box1/cmd/dial", {"id": "r3", "args": {"number": "+15551234"}})
         _request(sub, "appliance/box1/cmd/dial", {"id": "r3", "args": {"number": "+15551234"}})  # same id
         _request(sub, "appliance/box1/cmd/hangup", {"id": "h1"})
         _request(sub, "appliance/box1/cmd/ping", {"id": "p1", "args": {"echo": "hi"}})
+        _request(sub, "appliance/box1/cmd/reload", {"id": "rl1", "args": {"drain": "yes"}})  # wrong type
+        _request(sub, "appliance/box1/cmd/models.fetch", {"id": "m1", "args": {"models": ["../etc/passwd"]}})
+        _request(sub, "appliance/box1/cmd/models.fetch", {"id": "m2", "args": {"models": ["silero-vad"]}})
+        _request(sub, "appliance/box1/cmd/config.set", {"id": "c1", "args": {"config": {}}})  # no handler set
         # the second r3 arrives while the first runs: it is not executed, the one result answers it
-        assert await wait_for(lambda: len(sub.messages) >= 5)
+        assert await wait_for(lambda: len(sub.messages) >= 9)
         await asyncio.sleep(0.3)
         _request(sub, "appliance/box1/cmd/dial", {"id": "r3", "args": {"number": "+15551234"}})  # later repeat
-        assert await wait_for(lambda: len(sub.messages) >= 6)
+        assert await wait_for(lambda: len(sub.messages) >= 10)
         await fleet.stop()
 
     asyncio.run(main())
@@ -134,7 +147,13 @@ def test_commands_validation_dedupe_and_bad_payloads(broker, collector_factory, 
         results.setdefault(r["id"], []).append(r)
     assert results["r1"][0]["ok"] is False and "args.number" in results["r1"][0]["problems"][0]
     assert results["r2"][0]["ok"] is False and any("args.x" in p for p in results["r2"][0]["problems"])
-    assert len(calls) == 1 and calls[0] == {"number": "+15551234"}  # r3 ran once
+    assert len(calls) == 2 and {"number": "+15551234"} in calls  # r3 ran once
+    assert ("fetch", {"models": ["silero-vad"]}) in calls  # reload rl1 and models.fetch m1 did not run
+    assert results["rl1"][0]["ok"] is False and "args.drain" in results["rl1"][0]["problems"][0]
+    assert results["m1"][0]["ok"] is False and "args.models[0]" in results["m1"][0]["problems"][0]
+    assert results["m2"][0]["ok"] and results["m2"][0]["result"] == {"fetched": ["silero-vad"]}
+    assert results["c1"][0]["ok"] and results["c1"][0]["result"]["status"] == "rejected"
+    assert "does not take remote configuration" in results["c1"][0]["result"]["problems"][0]
     assert all(r["ok"] and r["result"] == {"dialled": "+15551234"} for r in results["r3"])
     assert any(r.get("duplicate") for r in results["r3"])
     assert results["h1"][0]["ok"] is False and "line is down" in results["h1"][0]["error"]
@@ -185,7 +204,7 @@ def test_home_assistant_discovery(broker, collector_factory, tmp_path):
         fleet = Fleet(cfg(broker.port, home_assistant=True), "ha1", "9.9", tmp_path / "s")
         fleet.set_health_provider(lambda: {"lines": {"fxo-1": {"state": "ringing"}}, "calls_today": 3})
         await fleet.start()
-        assert await wait_for(lambda: sub.on("appliance/ha1/health") and len(sub.on("homeassistant/")) >= 11)
+        assert await wait_for(lambda: sub.on("appliance/ha1/health") and len(sub.on("homeassistant/")) >= 16)
         await fleet.stop()
 
     asyncio.run(main())
@@ -204,3 +223,26 @@ def test_home_assistant_discovery(broker, collector_factory, tmp_path):
     assert health["calls_today"] == 3 and health["lines"]["fxo-1"]["state"] == "ringing"
     assert "load_1m" in health["cpu"] and "used_pct" in health["memory"] and "used_pct" in health["disk"]
     assert "outbox_depth" in health["fleet"]
+    assert len(configs) == 16 and {"barge_ins", "turn_latency_p95", "gsm_signal", "models_verified"} <= {
+        t.split("/")[3] for t in configs}
+
+
+def test_standard_command_schemas(tmp_path):
+    """The standard schemas accept what a dashboard sends and name what is wrong otherwise."""
+    from appliance.fleet.commands import SCHEMAS, check_schema, validate
+
+    assert set(SCHEMAS) == {"dial", "hangup", "reload", "models.fetch"}
+    for schema in SCHEMAS.values():
+        check_schema(schema)
+    assert validate({"number": "+4930123456", "line": "sip1", "timeout_s": 30, "amd": True}, SCHEMAS["dial"]) == []
+    assert validate({"number": "sip:alice@127.0.0.1:5070"}, SCHEMAS["dial"]) == []
+    assert any("args.number" in p for p in validate({"number": "12; rm -rf"}, SCHEMAS["dial"]))
+    assert validate({}, SCHEMAS["hangup"]) == [] and validate({"call": "c1"}, SCHEMAS["hangup"]) == []
+    assert validate({}, SCHEMAS["reload"]) == [] and validate({}, SCHEMAS["models.fetch"]) == []
+    assert any("args.models[0]" in p for p in validate({"models": ["a b"]}, SCHEMAS["models.fetch"]))
+    fleet = Fleet(cfg(1883), "box1", "1", tmp_path / "s")  # never started: no broker needed
+    with pytest.raises(ValueError, match="no standard schema"):
+        fleet.register_command("mystery", None)
+    with pytest.raises(ValueError, match="unknown keys"):
+        fleet.register_command("dial", None, {"type": "object", "propertys": {}})
+    asyncio.run(fleet.stop())
