@@ -86,6 +86,19 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("’", "'"))
 
 
+_QUESTION_WORDS = {"what", "when", "where", "who", "why", "how", "which", "are", "is", "do", "does", "can",
+                   "could", "would", "will"}
+_LEAD_INS = {"sorry", "so", "and", "okay", "ok", "oh", "but", "um", "uh", "well", "also", "hi", "hello"}
+
+
+def _is_question(text: str) -> bool:
+    """The caller asks something (ends in '?', or starts like a question after a lead-in word)."""
+    if text.rstrip().endswith("?"):
+        return True
+    words = [w for w in _words(text) if w not in _LEAD_INS]
+    return bool(words) and words[0] in _QUESTION_WORDS
+
+
 def _phrase_in(words: list[str], phrase: list[str]) -> bool:
     n = len(phrase)
     return any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
@@ -401,9 +414,12 @@ class CallFlow:
                 return self._say(self._fill("Go on, I have {so_far} so far.", {"so_far": " ".join(digits)}))
         else:
             value = _extract(slot.kind, text)
+        side = intent is not None and intent is not self._task and not intent.slots and intent.reply
+        if side and _is_question(text):
+            value = None   # "are you open on Sunday?" asks about Sunday, it does not choose it
         if value is None:
             # a question on the side ("when are you open?"): answer it, then ask again
-            if intent is not None and intent is not self._task and not intent.slots and intent.reply:
+            if side:
                 answer = self._fill(intent.reply.replace("{anything_else}", ""))
                 return self._say(answer + " " + self._fill(slot.prompt))
             self._failures += 1

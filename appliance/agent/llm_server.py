@@ -50,6 +50,8 @@ def rule_reply(messages: list[dict]) -> Reply:
                 "args": {"reason": "caller asked for a person", "summary": f"Caller said: {user[:200]}"}}
     if re.search(r"\b(bye|goodbye|that's all|that is all)\b", low):
         return {"text": "Thanks for calling, goodbye.", "tool": "end_call", "args": {"reason": "caller said goodbye"}}
+    if re.search(r"\bsundays?\b", low):
+        return {"text": "We're closed on Sundays, but we're open on Saturday mornings from nine to twelve."}
     if not low.strip():
         return {"text": "Sorry, I didn't catch that. Could you say it again?"}
     return {"text": "Thanks, I can help with that. We are open from nine to five, Monday to Saturday, "

@@ -47,23 +47,23 @@ SPECULATE_AFTER_MS = 100     # caller pause after which the transcript is decode
 FALSE_BARGE_QUIET_MS = 240   # quiet after a short burst of caller speech: resume the agent
 PRE_ROLL_FRAMES = 6          # audio kept before the caller's speech onset for STT (the VAD's onset delay)
 BARGE_IN_SURE_MS = 1000      # caller speech this long over the agent is an interruption, whatever it says
-BURST_TEXT_WAIT_MS = 700     # how long the agent stays paused for a short burst's transcript
+SHORT_TEXT_WAIT_MS = 400     # how long the agent stays paused for a short burst's transcript
 RESUME_PROMPT_S = 4.0        # after an interruption with no turn following, invite the caller to go on
 
-_BACKCHANNEL_WORDS = {
-    "m", "mm", "mmm", "mhm", "mm-hm", "mm-hmm", "mmhm", "mmhmm", "hm", "hmm", "uh-huh", "uh", "huh", "uhhuh", "aha",
-    "ah", "oh", "yeah", "yes", "yep", "yup", "ok", "okay", "right", "sure", "alright", "all", "i", "see",
-    "got", "it", "cool", "fine", "good", "great", "exactly", "totally", "true",
+_STOP_WORDS = {
+    "wait", "stop", "no", "nope", "sorry", "hold", "hang", "excuse", "pardon", "actually", "but", "hey",
+    "what", "question", "listen", "sec", "second", "moment", "minute", "can", "could", "how", "why", "when",
 }
 
 
-def is_backchannel(text: str) -> bool:
-    """A listener's acknowledgement ("mm-hm", "yeah", "okay, I see"), or nothing intelligible."""
+def asks_to_stop(text: str) -> bool:
+    """Words that, even in a short burst, mean the caller wants the floor ("wait", "sorry, no")."""
     import re
 
-    words = re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())
-    # Whisper writes a hum as letters ("M. M. M.") or repeats it: count distinct words
-    return len(set(words)) <= 3 and all(w in _BACKCHANNEL_WORDS for w in words)
+    return any(w in _STOP_WORDS for w in re.findall(r"[a-z]+", text.lower()))
+
+
+_PHRASES: dict[tuple[str, str], np.ndarray] = {}
 
 
 class _CallOver(Exception):
@@ -145,6 +145,8 @@ class CallSession:
         self._caller_on = False
         self._caller_run_ms = 0.0
         self._quiet_ms = 0.0
+        self._raw_quiet_ms = 0.0
+        self._vad_threshold = 0.5
         self._collecting = False
         self._turn: Turn | None = None
         self._speech_end_ms = 0.0
@@ -193,7 +195,8 @@ class CallSession:
         # A fast VAD: onset after barge_in_pause_ms, a short hangover (the endpointer times pauses).
         self.vad = engines.make_vad(cfg.speech, min_speech_ms=min(cfg.speech.vad.min_speech_ms, self.acfg.barge_in_pause_ms),
                                     min_silence_ms=min(cfg.speech.vad.min_silence_ms, self.acfg.vad_hangover_ms))
-        self.endpointer = engines.make_endpointer(cfg.detect)
+        self._vad_threshold = cfg.speech.vad.threshold
+        self.endpointer = engines.make_endpointer(cfg.detect)   # smart-turn runs on its own worker thread
         self.canceller, self.gate = engines.make_echo(cfg.detect)
         self._stt_stream = self.stt.stream()
         if cfg.llm is not None:
@@ -203,11 +206,24 @@ class CallSession:
         else:
             flow = await loop.run_in_executor(None, engines.load_callflow, self.acfg.call_flow)
             self.dialogue = FlowDialogue(flow)
+        # the greeting is known before the call is answered: have its audio ready
+        self._greeting = self.dialogue.greeting()
+        await loop.run_in_executor(self._tts_pool, self._cache_phrase, self._greeting)
         if self._record:
             from .recording import CallRecorder
             self._recorder = CallRecorder(cfg.recording, self.call.call_id, {
                 "call_id": self.call.call_id, "direction": self.call.direction, "remote": self.call.remote,
                 "line": self.call.line.name, "started": time.time()})
+
+    def _cache_phrase(self, text: str) -> np.ndarray:
+        """Audio of a fixed phrase (greeting, filler, handoff line), synthesized once per process."""
+        key = (getattr(self.tts, "name", "?"), text)
+        pcm = _PHRASES.get(key)
+        if pcm is None:
+            pcm = np.asarray(self.tts.synthesize_to_array(text, sample_rate=8000), dtype=np.int16)
+            if len(_PHRASES) < 64:
+                _PHRASES[key] = pcm
+        return pcm
 
     # ---- the call -----------------------------------------------------------------------------
     async def run(self) -> CallSession:
@@ -318,12 +334,15 @@ class CallSession:
                 if ev.kind == "speech_end":
                     self._last_vad_end_ms = ev.t_ms
             caller = self.gate.speech_is_caller(self.vad.is_speech)
+            # the endpointer times pauses itself: it gets the undebounced verdict (last window),
+            # as it was tuned on (tools/bench_endpoint.py), not the VAD's hangover
+            raw = self.gate.speech_is_caller(self.vad.probability >= self._vad_threshold)
             if self._recorder is not None:
                 self._recorder.write(mic, ref)
             self._first_audio_check(ref, t)
-            self._track_caller(caller, t, clean)
+            self._track_caller(caller, raw, t, clean)
             self._barge_in_step(caller, t)
-            self._endpoint_step(clean, caller, t)
+            self._endpoint_step(clean, raw, t)
 
     def _first_audio_check(self, ref: np.ndarray, t: float) -> None:
         turn = self._await_audio
@@ -335,7 +354,8 @@ class CallSession:
             turn.v2v = float(turn.first_audio_ms - turn.speech_end_ms)
             self._await_audio = None
 
-    def _track_caller(self, caller: bool, t: float, clean: np.ndarray) -> None:
+    def _track_caller(self, caller: bool, raw: bool, t: float, clean: np.ndarray) -> None:
+        self._raw_quiet_ms = 0.0 if raw else self._raw_quiet_ms + FRAME_MS
         if caller:
             if not self._caller_on:
                 self._caller_on = True
@@ -364,7 +384,8 @@ class CallSession:
             self._submit_stt(self._take_pending(), None)
         if (self._collecting and not self.endpointer.in_turn and self._quiet_ms >= 600 and self._barge is None):
             self._forget_burst()   # a click or a cough the endpointer did not take as a turn
-        if (self._collecting and self._quiet_ms == SPECULATE_AFTER_MS and self._spec_job is None):
+        if (self._collecting and self._raw_quiet_ms == SPECULATE_AFTER_MS and self._spec_job is None):
+            # the caller paused: decode now, so the transcript is ready when the endpointer decides
             self._spec_job = self._submit_stt(self._take_pending(flush=True), "partial")
 
     def _forget_burst(self) -> None:
@@ -428,8 +449,12 @@ class CallSession:
     def _barge_in_step(self, caller: bool, t: float) -> None:
         """Pause at once on caller speech over the agent; then decide: interruption or backchannel.
 
-        Short bursts (< barge_in_min_ms) are noise: resume. Speech lasting BARGE_IN_SURE_MS is an
-        interruption. In between ("mm-hm", "yeah", "wait"), the burst's transcript decides."""
+        Bursts under barge_in_min_ms are noise: resume. Speech lasting BARGE_IN_SURE_MS (as the
+        VAD counts it, hangover included) is an interruption, whatever it says. A shorter burst
+        ("mm-hm", "yeah", "okay") is a backchannel unless its transcript asks the agent to stop
+        ("wait", "sorry, no"): Whisper turns hums into random words ("in the nature."), so a short
+        burst is not judged by whether its words look like a backchannel. The agent stays paused
+        while the burst lasts and at most SHORT_TEXT_WAIT_MS after it for the transcript."""
         floor = self._agent_floor()
         b = self._barge
         if b is None:
@@ -446,22 +471,22 @@ class CallSession:
         else:
             b.quiet_ms += FRAME_MS
         spoken = b.speech_ms + self.acfg.barge_in_pause_ms
+        if spoken >= BARGE_IN_SURE_MS:
+            self._confirm(b, "long speech")
+            return
+        if caller:
+            return
         if spoken < self.acfg.barge_in_min_ms:
             if b.quiet_ms >= FALSE_BARGE_QUIET_MS:
                 self._resume_after(b, "noise")
             return
-        if spoken >= BARGE_IN_SURE_MS:
-            self._confirm(b, "long speech")
+        if b.quiet_ms < SPECULATE_AFTER_MS:
             return
-        if b.quiet_ms >= SPECULATE_AFTER_MS:
-            text = self._burst_text
-            if text is not None:
-                if is_backchannel(text):
-                    self._resume_after(b, f"backchannel {text!r}")
-                else:
-                    self._confirm(b, f"words {text!r}")
-            elif b.quiet_ms >= BURST_TEXT_WAIT_MS:   # no transcript in time: a short burst, carry on
-                self._resume_after(b, "short burst, no transcript in time")
+        text = self._burst_text
+        if text is not None and asks_to_stop(text):
+            self._confirm(b, f"short, but asks to stop: {text!r}")
+        elif text is not None or b.quiet_ms >= SHORT_TEXT_WAIT_MS:
+            self._resume_after(b, f"backchannel ({spoken:.0f} ms{', heard ' + repr(text) if text else ''})")
 
     def _confirm(self, b: BargeIn, why: str) -> None:
         b.outcome = "barge_in"
@@ -545,8 +570,7 @@ class CallSession:
     # ---- talking ------------------------------------------------------------------------------
     async def _converse(self) -> None:
         self._set_state("greeting")
-        greeting = self.dialogue.greeting()
-        await self._speak_text(greeting)
+        await self._speak_text(self._greeting)
         self._set_state("listening")
         empty_in_a_row = 0
         while True:
@@ -604,7 +628,7 @@ class CallSession:
         """Say a fixed text (greeting, handoff line) and wait until it has played."""
         async def pieces():
             yield LlmEvent("text", text)
-        sp, _ = await self._speak(pieces(), None)
+        sp, _ = await self._speak(pieces(), None, whole=True)
         return sp
 
     async def _reply(self, turn: Turn) -> str | None:
@@ -630,21 +654,22 @@ class CallSession:
                 except Exception as exc:  # noqa: BLE001 - a line without DTMF: say nothing, log
                     log.warning("send_dtmf(%r) failed: %s", digits, exc)
 
-    async def _speak(self, events, turn: Turn | None, t0: float | None = None):
-        """Stream text events through the chunker and TTS to the line. Returns (speaker, actions)."""
+    async def _speak(self, events, turn: Turn | None, t0: float | None = None, whole: bool = False):
+        """Stream text events through the chunker and TTS to the line. Returns (speaker, actions).
+        `whole`: the text is a fixed phrase, spoken in one piece from the phrase cache."""
         loop = self._loop
         sp = Speaker(self.call)
         self.speaker = sp
         cancel = threading.Event()
         self._tts_cancel = cancel
-        pieces: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        pieces: asyncio.Queue[tuple[str, bool, bool] | None] = asyncio.Queue()
         chunker = SentenceChunker()
         actions: list[tuple[str, dict]] = []
         entry: dict[str, Any] | None = None
 
-        def say(text: str, filler: bool = False) -> None:
+        def say(text: str, filler: bool = False, fixed: bool = False) -> None:
             nonlocal entry
-            pieces.put_nowait((text, filler))
+            pieces.put_nowait((text, filler, fixed or filler))
             if filler:
                 self._say_line("agent", text, filler=True)
                 return
@@ -664,9 +689,17 @@ class CallSession:
                 item = await pieces.get()
                 if item is None or cancel.is_set():
                     break
-                text, filler = item
+                text, filler, fixed = item
                 sp.begin_piece(text, filler)
                 piece_t0 = time.monotonic()
+                if fixed:
+                    pcm = await loop.run_in_executor(self._tts_pool, self._cache_phrase, text)
+                    if cancel.is_set():
+                        break
+                    set_tts_first((time.monotonic() - piece_t0) * 1000.0)
+                    sp.add_audio(pcm)
+                    sp.end_piece()
+                    continue
                 first = [True]
 
                 def on_audio(pcm, _t0=piece_t0, _first=first):
@@ -695,7 +728,9 @@ class CallSession:
                 if first and ev.kind in ("text", "tool") and turn is not None and t0 is not None:
                     first = False
                     turn.llm_first_token = (time.monotonic() - t0) * 1000.0
-                if ev.kind == "text":
+                if ev.kind == "text" and whole:
+                    say(ev.text, fixed=True)
+                elif ev.kind == "text":
                     for piece in chunker.push(ev.text):
                         say(piece)
                 elif ev.kind == "tool":
