@@ -121,6 +121,7 @@ class LineRunner:
         self.restarts = 0                 # outages recovered from
         self.last_error: str | None = None
         self.down_since: float | None = None
+        self.retry_delays_s: collections.deque = collections.deque(maxlen=32)   # backoff, most recent last
         self.task: asyncio.Task | None = None
         self.first_result: asyncio.Future | None = None
         self._stopping = False
@@ -178,7 +179,7 @@ class LineRunner:
                     await _quietly(line.stop())
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure to start is retried
-                error = _describe(exc)
+                error = _describe(exc, self.name)
                 if line is not None:
                     await _quietly(line.stop())
                 line = None
@@ -220,6 +221,7 @@ class LineRunner:
     def _failed(self, error: str, retry_in_s: float) -> None:
         self.failed_attempts += 1
         self.last_error = error
+        self.retry_delays_s.append(retry_in_s)
         self._first(error)
         if self.down_since is None:     # log the outage once; the retries quietly
             self.down_since = time.monotonic()
@@ -251,6 +253,7 @@ class LineRunner:
                 out["health_error"] = _describe(exc)
         out.update(state=self.state, detail=self.detail, restarts=self.restarts,
                    failed_attempts=self.failed_attempts, last_error=self.last_error,
+                   retry_in_s=self.retry_delays_s[-1] if self.down_since is not None else None,
                    calls_active=len(self.rt.calls_on(self.name)))
         return out
 
@@ -674,6 +677,9 @@ class Runtime:
             "calls_today": st.calls_today if st.day == datetime.date.today().isoformat() else 0,
             "calls_total": st.calls_total,
             "calls_active": len(self.calls),
+            "calls": [{"call_id": ac.call.call_id, "line": ac.line, "direction": ac.call.direction,
+                       "state": getattr(ac.session, "state", None), "turns": len(getattr(ac.session, "turns", ()))}
+                      for ac in self.calls.values()],
             "turn_latency_ms": {**percentiles(st.v2v_ms), "turns": sum(1 for v in st.v2v_ms if v is not None)},
             "barge_ins": st.barge_ins,
             "handoffs": st.handoffs,
@@ -684,8 +690,10 @@ class Runtime:
         }
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, name: str | None = None) -> str:
     text = str(exc)
+    if name and text.startswith(name + ": "):
+        text = text[len(name) + 2:]
     if isinstance(exc, ApplianceError) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
