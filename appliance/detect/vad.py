@@ -84,6 +84,7 @@ class Vad:
         self._run_start = 0              # window index where that run began
         self._speech = False
         self._prob = 0.0
+        self.window_probs: list[float] = []   # probabilities of the windows completed by the last feed()
 
     @property
     def is_speech(self) -> bool:
@@ -107,9 +108,12 @@ class Vad:
         n = self.window_samples
         events: list[VadEvent] = []
         full = len(buf) // n
+        self.window_probs = []
         for i in range(full):
             np.multiply(buf[i * n:(i + 1) * n], 1.0 / 32768.0, out=self._window, casting="unsafe")
-            ev = self._step(float(self._model.process(self._cwindow)))
+            p = float(self._model.process(self._cwindow))
+            self.window_probs.append(p)
+            ev = self._step(p)
             if ev:
                 events.append(ev)
         self._pending = buf[full * n:].copy()

@@ -27,6 +27,7 @@ class LiveResult:
     text: str
     final_ms: float | None          # None when no speech was heard
     speech_end_ms: float | None
+    ready_at_ms: float | None = None  # simulated clock time at which the final transcript existed
     speculative_decodes: int = 0
     decode_ms: list[float] = field(default_factory=list)
 
@@ -57,7 +58,8 @@ def transcribe_live(engine, pcm8k: np.ndarray, vad_config: VadConfig | None = No
         now += dt
         if not was_ready and getattr(stream, "ready", True):
             ready_at = now
-        if vad.in_pause and vad.pause_ms >= speculate_after_ms and not getattr(stream, "ready", True):
+        pause_ms = getattr(stream, "pause_ms", vad.pause_ms) if (spoke or vad.is_speech) else 0.0
+        if vad.is_speech and pause_ms >= speculate_after_ms and not getattr(stream, "ready", True):
             t0 = time.perf_counter()
             stream.partial()
             dt = (time.perf_counter() - t0) * 1000
@@ -76,5 +78,6 @@ def transcribe_live(engine, pcm8k: np.ndarray, vad_config: VadConfig | None = No
         ready_at = now
         decodes.append(dt)
     final_ms = None if speech_end is None else max(0.0, ready_at - speech_end)
-    return LiveResult(text=text, final_ms=final_ms, speech_end_ms=speech_end, speculative_decodes=spec,
+    return LiveResult(text=text, final_ms=final_ms, speech_end_ms=speech_end, ready_at_ms=ready_at,
+                      speculative_decodes=spec,
                       decode_ms=decodes)

@@ -177,7 +177,7 @@ def normalize(text: str) -> str:
     t = re.sub(r"[*_`#]+(?=\S)|(?<=\S)[*_`]+", "", text)          # markdown emphasis from LLMs
     t = re.sub(r"\s+", " ", t).strip()
     for abbr, full in _ABBREVIATIONS.items():
-        t = re.sub(r"(?<!\w)" + re.escape(abbr) + r"(?=\s|$)", full, t)
+        t = re.sub(r"(?<!\w)" + re.escape(abbr) + r"(?=[\s,;:!?)]|$)", full, t)
     t = _PHONE.sub(_phone, t)
     t = _DATE_ISO.sub(_date_iso, t)
     t = _MONEY.sub(_money, t)
@@ -196,9 +196,10 @@ def normalize(text: str) -> str:
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=\S)")
 
 
-def split_sentences(text: str, max_chars: int = 220) -> list[str]:
-    """Sentences of already-normalised text; very long ones are split at commas so the first audio
-    comes sooner."""
+def split_sentences(text: str, max_chars: int = 220, first_max_chars: int = 24) -> list[str]:
+    """Sentences of already-normalised text; very long ones are split at commas. The first sentence
+    is cut at its first comma when longer than `first_max_chars`: the voice's cost grows with the
+    length of what it speaks, and the first audio is what the caller waits for."""
     out = []
     for s in _SENTENCE_END.split(text.strip()):
         s = s.strip()
@@ -212,4 +213,8 @@ def split_sentences(text: str, max_chars: int = 220) -> list[str]:
             s = s[cut + 1:].strip()
         if s:
             out.append(s)
+    if out and len(out[0]) > first_max_chars:
+        head, sep, rest = out[0].partition(", ")
+        if sep and rest and len(head) >= 2:
+            out[0:1] = [head + ",", rest]
     return out

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from ..detect.vad import WINDOW_MS
 from ..errors import ModelError
 from .config import SpeechConfig
 
@@ -71,9 +72,29 @@ class SttEngine:
         raise NotImplementedError
 
 
+# ---- offline engines, decoded per VAD segment ------------------------------------------------
+
+class SegmentEngine(SttEngine):
+    """An engine that decodes whole utterances (not streaming). Its stream (`WhisperStream`) cuts
+    the line audio at the VAD's pauses and decodes each stretch of speech, speculatively while the
+    caller's pause is still being timed. Subclasses implement `decode16k`."""
+
+    vad_config = None
+
+    def decode16k(self, samples16k: np.ndarray) -> str:
+        """Decode float32 16 kHz samples of one utterance."""
+        raise NotImplementedError
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int = LINE_RATE) -> str:
+        return self.decode16k(_to16k(pcm, sample_rate))
+
+    def stream(self) -> WhisperStream:
+        return WhisperStream(self)
+
+
 # ---- Whisper (offline, decoded per VAD segment) ------------------------------------------------
 
-class WhisperEngine(SttEngine):
+class WhisperEngine(SegmentEngine):
     """Whisper through sherpa-onnx. Audio is upsampled to 16 kHz with the native resampler (sherpa's
     own resampler logs on every stream and is slower)."""
 
@@ -98,12 +119,6 @@ class WhisperEngine(SttEngine):
         text = s.result.text.strip()
         return "" if text.lower() in self._NOISE else text
 
-    def transcribe(self, pcm: np.ndarray, sample_rate: int = LINE_RATE) -> str:
-        return self.decode16k(_to16k(pcm, sample_rate))
-
-    def stream(self) -> WhisperStream:
-        return WhisperStream(self)
-
 
 def _to16k(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
     pcm = np.asarray(pcm)
@@ -120,16 +135,20 @@ def _to16k(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 class WhisperStream(SttStream):
-    """Segment-wise Whisper decoding driven by its own VAD.
+    """Segment-wise decoding (Whisper or any SegmentEngine) driven by its own VAD.
 
     Audio is split at pauses (the VAD's min_silence). Each finished segment is decoded once (its
     text is then fixed); the open segment is decoded speculatively by `partial()` and that result
     is reused by `finalize()` when no speech came after it."""
 
     _PAD_MS = 160        # audio kept before/after speech so word edges are not clipped
+    # Silero's probability takes ~150-250 ms to sink below threshold - 0.15 after speech stops, but
+    # leaves "certainly speech" (>= 0.9) within ~100 ms: that falling edge is when to speculate.
+    # A window back at >= 0.9 after a speculative decode means the caller went on.
+    SURE_SPEECH = 0.9
     _MAX_SEGMENT_MS = 15000   # a very long segment is cut (whisper's window is 30 s; cost grows)
 
-    def __init__(self, engine: WhisperEngine):
+    def __init__(self, engine: SegmentEngine):
         from ..audio import Resampler
         from ..detect.vad import Vad
 
@@ -149,13 +168,20 @@ class WhisperStream(SttStream):
         self._spec: tuple[float, str] | None = None   # (speech end ms covered, text) of the open segment
         self.last_decode_ms = 0.0                # wall time of the last decode (for benchmarks)
         self.decodes = 0
+        self._last_sure_ms = 0.0                 # end of the last window with p >= SURE_SPEECH
 
     def accept(self, frame: np.ndarray) -> None:
         frame = np.ascontiguousarray(frame, dtype=np.int16)
         up = self._resampler.process(frame)
         self._audio16.append(up)
         self._n16 += len(up)
-        for ev in self._vad.feed(frame):
+        events = self._vad.feed(frame)
+        t_end = self._vad.time_ms - WINDOW_MS * len(self._vad.window_probs)
+        for p in self._vad.window_probs:
+            t_end += WINDOW_MS
+            if p >= self.SURE_SPEECH:
+                self._last_sure_ms = t_end
+        for ev in events:
             if ev.kind == "speech_start":
                 if self._seg_start_ms is None:
                     self._seg_start_ms = ev.t_ms
@@ -177,7 +203,7 @@ class WhisperStream(SttStream):
 
     def _segment_audio(self, end_ms: float) -> np.ndarray:
         audio = np.concatenate(self._audio16) if self._audio16 else np.zeros(0, np.float32)
-        stop = int((end_ms + self._PAD_MS - self._base_ms) * 16)
+        stop = int((max(end_ms, self._last_sure_ms) + self._PAD_MS - self._base_ms) * 16)
         return _f32(audio[:max(0, stop)])
 
     def _decode_open(self, end_ms: float) -> str:
@@ -190,7 +216,7 @@ class WhisperStream(SttStream):
     def _close_segment(self, end_ms: float) -> None:
         if self._seg_start_ms is None:
             return
-        if self._spec is not None and self._spec[0] >= end_ms - 1:
+        if self._spec is not None and self._spec[0] >= min(end_ms, self._open_speech_end_ms()) - 1:
             text = self._spec[1]
         else:
             text = self._decode_open(end_ms)
@@ -200,8 +226,16 @@ class WhisperStream(SttStream):
         self._trim_before(end_ms)
 
     def _open_speech_end_ms(self) -> float:
-        """End of the speech heard so far in the open segment (excluding a pause in progress)."""
-        return self._vad.time_ms - self._vad.pause_ms
+        """End of the speech heard so far in the open segment: audio after the last window that
+        was surely speech is the tail of the speech or a pause."""
+        return max(self._last_sure_ms, self._seg_start_ms or 0.0)
+
+    @property
+    def pause_ms(self) -> float:
+        """How long the caller has not surely been speaking in the open segment (0 if none)."""
+        if self._seg_start_ms is None and not self._vad.is_speech:
+            return 0.0
+        return self._vad.time_ms - self._last_sure_ms
 
     def partial(self) -> str:
         """Fixed segments plus a speculative decode of the open one (reused if nothing new)."""

@@ -41,10 +41,11 @@ class Tts:
         self._lock = threading.Lock()
 
     def synthesize(self, text: str, on_audio: OnAudio, sample_rate: int = 8000,
-                   cancel: threading.Event | None = None) -> bool:
+                   cancel: threading.Event | None = None, speed: float | None = None) -> bool:
         """Speak `text`, streaming int16 audio at `sample_rate` to `on_audio` in chunks of
         `chunk_ms` as each sentence is generated. Returns False if cancelled (on_audio returned
-        False or `cancel` was set), True when all text was spoken."""
+        False or `cancel` was set), True when all text was spoken. `speed` overrides the
+        configured speaking rate for this call."""
         import sherpa_onnx
 
         from ..audio import Resampler
@@ -78,7 +79,7 @@ class Tts:
                 continue
             gen = sherpa_onnx.GenerationConfig()
             gen.phoneme_codepoints = codepoints
-            gen.speed = self.speed
+            gen.speed = speed or self.speed
             with self._lock:
                 self._tts.generate(sentence, gen, callback)
             if state["cancelled"]:
@@ -89,10 +90,10 @@ class Tts:
                 return False
         return not state["cancelled"]
 
-    def synthesize_to_array(self, text: str, sample_rate: int = 8000) -> np.ndarray:
+    def synthesize_to_array(self, text: str, sample_rate: int = 8000, speed: float | None = None) -> np.ndarray:
         """All of `text` as one int16 array at `sample_rate`."""
         parts: list[np.ndarray] = []
-        self.synthesize(text, lambda a: parts.append(a.copy()) or True, sample_rate)
+        self.synthesize(text, lambda a: parts.append(a.copy()) or True, sample_rate, speed=speed)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
     def time_to_first_audio_ms(self, text: str, sample_rate: int = 8000) -> float:

