@@ -311,7 +311,12 @@ class SipLine(Line):
         self.calls.pop(call.call_id, None)
         call.mark_ended(cause)
         if not self.calls:
-            self.set_state("idle" if (self.registered or not self.registrar) else "down", cause)
+            if self.registered or not self.registrar:
+                self.set_state("idle", cause)
+            elif self.last_register_status is not None:  # a failed registration stays visible
+                self.set_state("error", f"registration failed: {self.last_register_status}")
+            else:
+                self.set_state("down", cause)
 
     async def _clock(self) -> None:
         """20 ms media clock for every call on the line (absolute schedule: no drift)."""
