@@ -330,7 +330,8 @@ class VoiceModemLine(Line):
 
     def _post_ring_watch(self, call: ModemCall, count: int) -> None:
         if len(self._ring_times) >= 2:
-            timeout = 1.5 * (self._ring_times[-1] - self._ring_times[-2]) + 0.5
+            # a late RING (a busy host, a jittery exchange) must not end a call still ringing
+            timeout = 1.5 * (self._ring_times[-1] - self._ring_times[-2]) + 1.5
         else:
             timeout = 10.0      # a real line rings every 6 s (MODEMS.md 1.5)
 
