@@ -11,6 +11,7 @@ SIGHUP re-reads the config file.
 
 Exit codes: 0 stopped by a signal, 2 bad configuration (every problem listed; see cli.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,18 +32,24 @@ from .errors import ApplianceError, ConfigError, LineError
 log = logging.getLogger("appliance.runtime")
 
 GOODBYE = "I'm sorry, I have to end the call now. Goodbye."
-LINE_UP_TIMEOUT_S = 30.0        # a line that has not come up by then counts as failed (remote config)
-REGISTER_TIMEOUT_S = 10.0       # a SIP line with a registrar is up once registered
-SESSION_END_TIMEOUT_S = 10.0    # shutdown: wait this long for sessions to close after hang-up
-LATENCY_WINDOW = 200            # recent turns kept for the health report's latency percentiles
+LINE_UP_TIMEOUT_S = 30.0  # a line that has not come up by then counts as failed (remote config)
+REGISTER_TIMEOUT_S = 10.0  # a SIP line with a registrar is up once registered
+SESSION_END_TIMEOUT_S = 10.0  # shutdown: wait this long for sessions to close after hang-up
+LATENCY_WINDOW = 200  # recent turns kept for the health report's latency percentiles
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE",
-                   help="appliance config (YAML); remote configs that apply are written back to it. "
-                        "Default: the embedded one (simulated line, offline call flow)")
-    p.add_argument("--state-dir", metavar="DIR",
-                   help="fleet outbox and state (default /var/lib/appliance as root, else ~/.local/state/appliance)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="appliance config (YAML); remote configs that apply are written back to it. "
+        "Default: the embedded one (simulated line, offline call flow)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="fleet outbox and state (default /var/lib/appliance as root, else ~/.local/state/appliance)",
+    )
 
 
 def default_state_dir() -> Path:
@@ -54,7 +61,7 @@ def default_state_dir() -> Path:
 def main(args) -> int:
     from .config import load
 
-    cfg = load(args.config)          # ConfigError: the CLI prints every problem and exits 2
+    cfg = load(args.config)  # ConfigError: the CLI prints every problem and exits 2
     if not getattr(args, "verbose", 0):
         logging.getLogger().setLevel(cfg.log.level.upper())
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
@@ -72,6 +79,7 @@ def percentiles(values) -> dict[str, float | None]:
         lo = int(pos)
         hi = min(lo + 1, len(vals) - 1)
         return round(vals[lo] + (vals[hi] - vals[lo]) * (pos - lo), 1)
+
     return {"p50": pick(0.5), "p95": pick(0.95)}
 
 
@@ -86,7 +94,9 @@ class Stats:
     barge_ins: int = 0
     handoffs: int = 0
     last_error: dict | None = None
-    v2v_ms: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    v2v_ms: collections.deque = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW)
+    )
 
     def call_started(self) -> None:
         today = datetime.date.today().isoformat()
@@ -103,7 +113,7 @@ class ActiveCall:
     session: Any = None
     task: asyncio.Task | None = None
     outbound: bool = False
-    announced: bool = False      # call.started/answered already sent (before AMD on outbound calls)
+    announced: bool = False  # call.started/answered already sent (before AMD on outbound calls)
 
 
 class LineRunner:
@@ -117,11 +127,11 @@ class LineRunner:
         self.line = None
         self.state = "down"
         self.detail = "starting"
-        self.failed_attempts = 0          # consecutive, in the current outage
-        self.restarts = 0                 # outages recovered from
+        self.failed_attempts = 0  # consecutive, in the current outage
+        self.restarts = 0  # outages recovered from
         self.last_error: str | None = None
         self.down_since: float | None = None
-        self.retry_delays_s: collections.deque = collections.deque(maxlen=32)   # backoff, most recent last
+        self.retry_delays_s: collections.deque = collections.deque(maxlen=32)  # backoff, most recent last
         self.task: asyncio.Task | None = None
         self.first_result: asyncio.Future | None = None
         self._stopping = False
@@ -191,8 +201,12 @@ class LineRunner:
             self.line = line
             self._first(error)
             if self.down_since is not None:
-                log.info("line %s: up again after %d failed attempt(s), %.0f s down", self.name,
-                         self.failed_attempts, time.monotonic() - self.down_since)
+                log.info(
+                    "line %s: up again after %d failed attempt(s), %.0f s down",
+                    self.name,
+                    self.failed_attempts,
+                    time.monotonic() - self.down_since,
+                )
                 self.restarts += 1
             else:
                 log.info("line %s (%s): up, %s", self.name, self.cfg.type, line.state)
@@ -214,8 +228,10 @@ class LineRunner:
         """A SIP line with a registrar is up once registered (it keeps trying by itself)."""
         if getattr(line, "registrar", None) and hasattr(line, "wait_registered"):
             if not await line.wait_registered(REGISTER_TIMEOUT_S):
-                return (f"not registered with {self.cfg.registrar} within {REGISTER_TIMEOUT_S:g} s "
-                        f"(last answer: {line.last_register_status or 'none'})")
+                return (
+                    f"not registered with {self.cfg.registrar} within {REGISTER_TIMEOUT_S:g} s "
+                    f"(last answer: {line.last_register_status or 'none'})"
+                )
         return None
 
     def _failed(self, error: str, retry_in_s: float) -> None:
@@ -223,12 +239,21 @@ class LineRunner:
         self.last_error = error
         self.retry_delays_s.append(retry_in_s)
         self._first(error)
-        if self.down_since is None:     # log the outage once; the retries quietly
+        if self.down_since is None:  # log the outage once; the retries quietly
             self.down_since = time.monotonic()
-            log.error("line %s: %s; retrying with backoff (%g s, doubling up to %g s)", self.name, error,
-                      retry_in_s, self.rt.restart_max_s)
+            log.error(
+                "line %s: %s; retrying with backoff (%g s, doubling up to %g s)",
+                self.name,
+                error,
+                retry_in_s,
+                self.rt.restart_max_s,
+            )
             self.rt.publish("error", {"where": "line", "line": self.name, "error": error})
-            self.rt.stats.last_error = {"where": f"line {self.name}", "error": error, "ts": round(time.time(), 3)}
+            self.rt.stats.last_error = {
+                "where": f"line {self.name}",
+                "error": error,
+                "ts": round(time.time(), 3),
+            }
         else:
             log.debug("line %s: attempt %d failed: %s", self.name, self.failed_attempts, error)
         self._set_state("error", error)
@@ -251,19 +276,33 @@ class LineRunner:
                 out.update(self.line.health())
             except Exception as exc:  # noqa: BLE001 - a health bug must not hide the rest
                 out["health_error"] = _describe(exc)
-        out.update(state=self.state, detail=self.detail, restarts=self.restarts,
-                   failed_attempts=self.failed_attempts, last_error=self.last_error,
-                   retry_in_s=self.retry_delays_s[-1] if self.down_since is not None else None,
-                   calls_active=len(self.rt.calls_on(self.name)))
+        out.update(
+            state=self.state,
+            detail=self.detail,
+            restarts=self.restarts,
+            failed_attempts=self.failed_attempts,
+            last_error=self.last_error,
+            retry_in_s=self.retry_delays_s[-1] if self.down_since is not None else None,
+            calls_active=len(self.rt.calls_on(self.name)),
+        )
         return out
 
 
 class Runtime:
     """The box. `await Runtime(cfg).serve()` runs until SIGTERM/SIGINT and returns the exit code."""
 
-    def __init__(self, cfg, *, config_path: Path | None = None, state_dir: Path | None = None,
-                 version: str = __version__, preload: bool = True, restart_min_s: float = 1.0,
-                 restart_max_s: float = 60.0, llm_client=None):
+    def __init__(
+        self,
+        cfg,
+        *,
+        config_path: Path | None = None,
+        state_dir: Path | None = None,
+        version: str = __version__,
+        preload: bool = True,
+        restart_min_s: float = 1.0,
+        restart_max_s: float = 60.0,
+        llm_client=None,
+    ):
         self.cfg = cfg
         self.config_path = Path(config_path) if config_path else None
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
@@ -282,6 +321,7 @@ class Runtime:
         self._restoring = False
         self._apply_lock: asyncio.Lock | None = None
         self._goodbye = None
+        self._background: set[asyncio.Future] = set()
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def serve(self) -> int:
@@ -315,9 +355,14 @@ class Runtime:
             self._stop_requested = asyncio.Event()
         cfg = self.cfg
         names = ", ".join(f"{ln.name} ({ln.type})" for ln in cfg.lines)
-        log.info("appliance %s starting: device %s, config %s, lines %s, %s", self.version, cfg.device.id,
-                 self.config_path or "<embedded defaults>", names,
-                 f"LLM {cfg.llm.model} at {cfg.llm.base_url}" if cfg.llm else "offline call flow")
+        log.info(
+            "appliance %s starting: device %s, config %s, lines %s, %s",
+            self.version,
+            cfg.device.id,
+            self.config_path or "<embedded defaults>",
+            names,
+            f"LLM {cfg.llm.model} at {cfg.llm.base_url}" if cfg.llm else "offline call flow",
+        )
         if cfg.fleet is not None:
             await self._start_fleet()
         if self.preload:
@@ -353,7 +398,9 @@ class Runtime:
         if active:
             await asyncio.gather(*(self._end_politely(ac) for ac in active), return_exceptions=True)
             tasks = [ac.task for ac in active if ac.task is not None]
-            done, pending = await asyncio.wait(tasks, timeout=SESSION_END_TIMEOUT_S) if tasks else (set(), set())
+            done, pending = (
+                await asyncio.wait(tasks, timeout=SESSION_END_TIMEOUT_S) if tasks else (set(), set())
+            )
             for t in pending:
                 log.warning("call session %s did not end in time; cancelling it", t.get_name())
                 t.cancel()
@@ -372,15 +419,21 @@ class Runtime:
         if call.ended.is_set():
             return
         pcm = self._goodbye
-        if pcm is not None and call.answered_at is not None and session is not None and session.state != "ringing":
+        if (
+            pcm is not None
+            and call.answered_at is not None
+            and session is not None
+            and session.state != "ringing"
+        ):
             if session.speaker is not None:
                 session.speaker.stop()
             call.flush_playout()
             call.play(pcm)
             limit = time.monotonic() + len(pcm) / 8000.0 + 1.0
-            while call.queued_playout_ms > 0 and not call.ended.is_set() and time.monotonic() < limit:
+            # the line's clock drains the playout ring; there is no event to wait on
+            while call.queued_playout_ms > 0 and not call.ended.is_set() and time.monotonic() < limit:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(0.1)        # the last frame leaves the line
+            await asyncio.sleep(0.1)  # the last frame leaves the line
         try:
             await asyncio.wait_for(call.hangup("shutdown"), 5.0)
         except Exception as exc:  # noqa: BLE001
@@ -396,7 +449,9 @@ class Runtime:
             why = "shutting down" if self.stopping else f"line busy ({limit} call(s) in progress)"
             log.info("line %s: refused a call from %s: %s", runner.name, caller_id or "unknown", why)
             self.stats.busy_refused += 1
-            asyncio.ensure_future(_quietly(call.hangup("busy")))
+            task = asyncio.ensure_future(_quietly(call.hangup("busy")))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
             return
         log.info("line %s: incoming call %s from %s", runner.name, call.call_id, caller_id or "unknown")
         self._start_session(runner, call)
@@ -415,7 +470,9 @@ class Runtime:
 
         ac = ActiveCall(call, runner.name, outbound=outbound)
         cfg = self._call_config(runner.cfg)
-        ac.session = CallSession(call, cfg, emit=lambda t, d: self._call_event(ac, t, d), llm_client=self.llm_client)
+        ac.session = CallSession(
+            call, cfg, emit=lambda t, d: self._call_event(ac, t, d), llm_client=self.llm_client
+        )
         self.calls[call.call_id] = ac
         ac.task = asyncio.create_task(self._run_call(ac, cfg), name=f"call-{call.call_id}")
         self.health_changed()
@@ -425,18 +482,39 @@ class Runtime:
         call, session = ac.call, ac.session
         try:
             if ac.outbound and cfg.detect.amd.enabled:
-                self._call_event(ac, "call.started", {"call_id": call.call_id, "direction": "outbound",
-                                                      "remote": call.remote, "line": ac.line}, own=True)
-                self._call_event(ac, "call.answered", {"call_id": call.call_id, "remote": call.remote}, own=True)
+                self._call_event(
+                    ac,
+                    "call.started",
+                    {
+                        "call_id": call.call_id,
+                        "direction": "outbound",
+                        "remote": call.remote,
+                        "line": ac.line,
+                    },
+                    own=True,
+                )
+                self._call_event(
+                    ac, "call.answered", {"call_id": call.call_id, "remote": call.remote}, own=True
+                )
                 ac.announced = True
                 t0 = time.monotonic()
                 result = await self._amd(ac, cfg)
                 if result["label"] == "machine" or call.ended.is_set():
-                    cause = call.end_cause or ("voicemail_left" if (result.get("voicemail") or {}).get("left")
-                                               else "machine")
-                    self._call_event(ac, "call.ended", {"call_id": call.call_id, "cause": cause,
-                                                        "duration_s": round(time.monotonic() - t0, 2), "turns": 0,
-                                                        "recording": None}, own=True)
+                    cause = call.end_cause or (
+                        "voicemail_left" if (result.get("voicemail") or {}).get("left") else "machine"
+                    )
+                    self._call_event(
+                        ac,
+                        "call.ended",
+                        {
+                            "call_id": call.call_id,
+                            "cause": cause,
+                            "duration_s": round(time.monotonic() - t0, 2),
+                            "turns": 0,
+                            "recording": None,
+                        },
+                        own=True,
+                    )
                     return
                 # the AMD read far-end frames without the echo reference: realign them for the session
                 call.rx.clear()
@@ -458,35 +536,60 @@ class Runtime:
         loop = asyncio.get_running_loop()
         stt = await loop.run_in_executor(None, engines.get_stt, cfg.speech)
         tts = await loop.run_in_executor(None, engines.get_tts, cfg.speech)
-        drop = VoicemailDrop(cfg.detect.amd, tts=tts, stt=lambda pcm: stt.transcribe(pcm, 8000),
-                             emit=lambda t, d: self._call_event(ac, t, d))
+        drop = VoicemailDrop(
+            cfg.detect.amd,
+            tts=tts,
+            stt=lambda pcm: stt.transcribe(pcm, 8000),
+            emit=lambda t, d: self._call_event(ac, t, d),
+        )
         return await drop.run(ac.call)
 
     def _call_event(self, ac: ActiveCall, type_: str, data: dict, own: bool = False) -> None:
         if ac.announced and not own and type_ in ("call.started", "call.answered"):
-            return   # announced before the answering-machine detection
+            return  # announced before the answering-machine detection
         data = {"line": ac.line, **data}
         st = self.stats
         if type_ == "call.started":
             st.call_started()
-            log.info("call %s started: %s %s on line %s", data.get("call_id"), data.get("direction"),
-                     data.get("remote") or "unknown", ac.line)
+            log.info(
+                "call %s started: %s %s on line %s",
+                data.get("call_id"),
+                data.get("direction"),
+                data.get("remote") or "unknown",
+                ac.line,
+            )
         elif type_ == "turn":
             st.v2v_ms.append(data.get("v2v"))
         elif type_ == "barge_in" and data.get("outcome") == "stopped":
             st.barge_ins += 1
         elif type_ == "handoff":
             st.handoffs += 1
-            log.info("call %s: handoff (%s) to %s", data.get("call_id"), data.get("reason"), data.get("target"))
+            log.info(
+                "call %s: handoff (%s) to %s", data.get("call_id"), data.get("reason"), data.get("target")
+            )
         elif type_ == "amd.result":
-            log.info("call %s: answered by %s (%s at %s ms)", data.get("call_id"), data.get("label"),
-                     data.get("cause"), data.get("decision_ms"))
+            log.info(
+                "call %s: answered by %s (%s at %s ms)",
+                data.get("call_id"),
+                data.get("label"),
+                data.get("cause"),
+                data.get("decision_ms"),
+            )
         elif type_ == "error":
-            st.last_error = {"where": data.get("where"), "error": data.get("error"), "ts": round(time.time(), 3)}
+            st.last_error = {
+                "where": data.get("where"),
+                "error": data.get("error"),
+                "ts": round(time.time(), 3),
+            }
         elif type_ == "call.ended":
-            log.info("call %s ended: %s after %s s, %s turn(s)%s", data.get("call_id"), data.get("cause"),
-                     data.get("duration_s"), data.get("turns"),
-                     f", recording {data['recording']}" if data.get("recording") else "")
+            log.info(
+                "call %s ended: %s after %s s, %s turn(s)%s",
+                data.get("call_id"),
+                data.get("cause"),
+                data.get("duration_s"),
+                data.get("turns"),
+                f", recording {data['recording']}" if data.get("recording") else "",
+            )
         self.publish(type_, data)
         if type_ in ("call.started", "call.ended", "handoff"):
             self.health_changed()
@@ -501,11 +604,19 @@ class Runtime:
                 raise LineError(f"line {name} is not up ({runner.state}: {runner.detail})")
             return runner
         for runner in self.lines.values():
-            if runner.line is not None and runner.line.capabilities.outbound and \
-                    len(self.calls_on(runner.name)) < getattr(runner.cfg, "max_calls", 1):
+            if (
+                runner.line is not None
+                and runner.line.capabilities.outbound
+                and len(self.calls_on(runner.name)) < getattr(runner.cfg, "max_calls", 1)
+            ):
                 return runner
-        raise LineError("no line is free to dial out: " + "; ".join(
-            f"{r.name} {r.state}" + (" (in a call)" if self.calls_on(r.name) else "") for r in self.lines.values()))
+        raise LineError(
+            "no line is free to dial out: "
+            + "; ".join(
+                f"{r.name} {r.state}" + (" (in a call)" if self.calls_on(r.name) else "")
+                for r in self.lines.values()
+            )
+        )
 
     async def dial(self, number: str, line: str | None = None, timeout_s: float = 60.0) -> dict:
         """Place a call and run a session on it once answered. Returns when answered (or raises)."""
@@ -527,8 +638,11 @@ class Runtime:
     async def hangup(self, call_id: str | None = None, line: str | None = None) -> dict:
         if call_id is not None and call_id not in self.calls:
             raise LineError(f"no call {call_id!r} in progress")
-        targets = [ac for ac in self.calls.values()
-                   if (call_id is None or ac.call.call_id == call_id) and (line is None or ac.line == line)]
+        targets = [
+            ac
+            for ac in self.calls.values()
+            if (call_id is None or ac.call.call_id == call_id) and (line is None or ac.line == line)
+        ]
         for ac in targets:
             if ac.session is not None:
                 ac.session.end_reason = "hangup command"
@@ -540,12 +654,16 @@ class Runtime:
         from .config import load
 
         if self.config_path is None:
-            return {"status": "rejected", "problems": ["started without --config: there is no file to reload"]}
+            return {
+                "status": "rejected",
+                "problems": ["started without --config: there is no file to reload"],
+            }
         try:
             new = load(self.config_path)
         except ConfigError as exc:
             return {"status": "rejected", "problems": exc.problems}
         from .fleet.remote_config import ConfigApplyError
+
         try:
             problems = await self.apply_config(new, strict=True)
         except ConfigApplyError as exc:
@@ -588,7 +706,9 @@ class Runtime:
             changed = [n for n, r in self.lines.items() if wanted.get(n) != r.cfg]
             busy = [n for n in changed if self.calls_on(n)]
             if busy:
-                return [f"lines.{n}: a call is in progress on it; apply again once it has ended" for n in busy]
+                return [
+                    f"lines.{n}: a call is in progress on it; apply again once it has ended" for n in busy
+                ]
             for n in changed:
                 log.info("line %s: stopping (config changed)", n)
                 await self.lines.pop(n).stop()
@@ -619,7 +739,7 @@ class Runtime:
     async def _remote_config(self, data: dict) -> list[str]:
         from .config import parse
 
-        strict = not self._restoring     # the fleet restores the previous config after a failed apply
+        strict = not self._restoring  # the fleet restores the previous config after a failed apply
         self._restoring = False
         try:
             new = parse(data, "remote config")
@@ -635,20 +755,51 @@ class Runtime:
         self.fleet = Fleet(cfg.fleet, cfg.device.id, self.version, self.state_dir, name=cfg.device.name)
         f = self.fleet
         f.set_health_provider(self.health)
-        f.register_command("dial", lambda a: self.dial(a["number"], a.get("line"), float(a.get("timeout_s", 60))), {
-            "type": "object", "required": ["number"], "additionalProperties": False,
-            "properties": {"number": {"type": "string", "minLength": 1, "maxLength": 256},
-                           "line": {"type": "string", "minLength": 1, "maxLength": 64},
-                           "timeout_s": {"type": "number", "minimum": 1, "maximum": 300}}})
-        f.register_command("hangup", lambda a: self.hangup(a.get("call_id"), a.get("line")), {
-            "type": "object", "additionalProperties": False,
-            "properties": {"call_id": {"type": "string", "minLength": 1, "maxLength": 256},
-                           "line": {"type": "string", "minLength": 1, "maxLength": 64}}})
-        f.register_command("reload", lambda a: self.reload(), {"type": "object", "additionalProperties": False})
-        f.register_command("models.fetch", lambda a: self.fetch_models(a.get("names")), {
-            "type": "object", "additionalProperties": False,
-            "properties": {"names": {"type": "array", "minItems": 1, "maxItems": 16,
-                                     "items": {"type": "string", "minLength": 1, "maxLength": 128}}}})
+        f.register_command(
+            "dial",
+            lambda a: self.dial(a["number"], a.get("line"), float(a.get("timeout_s", 60))),
+            {
+                "type": "object",
+                "required": ["number"],
+                "additionalProperties": False,
+                "properties": {
+                    "number": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "line": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "timeout_s": {"type": "number", "minimum": 1, "maximum": 300},
+                },
+            },
+        )
+        f.register_command(
+            "hangup",
+            lambda a: self.hangup(a.get("call_id"), a.get("line")),
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "call_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "line": {"type": "string", "minLength": 1, "maxLength": 64},
+                },
+            },
+        )
+        f.register_command(
+            "reload", lambda a: self.reload(), {"type": "object", "additionalProperties": False}
+        )
+        f.register_command(
+            "models.fetch",
+            lambda a: self.fetch_models(a.get("names")),
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "names": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 16,
+                        "items": {"type": "string", "minLength": 1, "maxLength": 128},
+                    }
+                },
+            },
+        )
         f.on_config(self._remote_config, self.config_path or (self.state_dir / "config.yaml"))
         await f.start()
         log.info("fleet: MQTT %s:%d, topics under %s", cfg.fleet.host, cfg.fleet.port, f.root)
@@ -677,10 +828,20 @@ class Runtime:
             "calls_today": st.calls_today if st.day == datetime.date.today().isoformat() else 0,
             "calls_total": st.calls_total,
             "calls_active": len(self.calls),
-            "calls": [{"call_id": ac.call.call_id, "line": ac.line, "direction": ac.call.direction,
-                       "state": getattr(ac.session, "state", None), "turns": len(getattr(ac.session, "turns", ()))}
-                      for ac in self.calls.values()],
-            "turn_latency_ms": {**percentiles(st.v2v_ms), "turns": sum(1 for v in st.v2v_ms if v is not None)},
+            "calls": [
+                {
+                    "call_id": ac.call.call_id,
+                    "line": ac.line,
+                    "direction": ac.call.direction,
+                    "state": getattr(ac.session, "state", None),
+                    "turns": len(getattr(ac.session, "turns", ())),
+                }
+                for ac in self.calls.values()
+            ],
+            "turn_latency_ms": {
+                **percentiles(st.v2v_ms),
+                "turns": sum(1 for v in st.v2v_ms if v is not None),
+            },
             "barge_ins": st.barge_ins,
             "handoffs": st.handoffs,
             "busy_refused": st.busy_refused,
@@ -693,7 +854,7 @@ class Runtime:
 def _describe(exc: BaseException, name: str | None = None) -> str:
     text = str(exc)
     if name and text.startswith(name + ": "):
-        text = text[len(name) + 2:]
+        text = text[len(name) + 2 :]
     if isinstance(exc, ApplianceError) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

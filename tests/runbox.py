@@ -1,5 +1,6 @@
 """`appliance run` as a subprocess (the way systemd runs it), an MQTT listener, and speech WAVs for
 the real peers: shared by tests/test_runtime.py and tests/sip/test_run_e2e.py."""
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,22 @@ class Box:
     def start(self) -> Box:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "run", "--config", str(self.config_path),
-             "--state-dir", str(self.state_dir)],
-            cwd=REPO, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "run",
+                "--config",
+                str(self.config_path),
+                "--state-dir",
+                str(self.state_dir),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=open(self.log, "wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         return self
 
     def text(self) -> str:
@@ -45,8 +59,9 @@ class Box:
         deadline = time.monotonic() + timeout_s
         while self.text().count(needle) < count:
             if self.proc.poll() is not None:
-                raise AssertionError(f"appliance run exited ({self.proc.returncode}) before {needle!r}:\n"
-                                     f"{self.text()[-4000:]}")
+                raise AssertionError(
+                    f"appliance run exited ({self.proc.returncode}) before {needle!r}:\n{self.text()[-4000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{needle!r} not logged in {timeout_s} s:\n{self.text()[-4000:]}")
             time.sleep(0.1)
@@ -59,7 +74,9 @@ class Box:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            raise AssertionError(f"appliance run did not stop within {timeout_s} s:\n{self.text()[-4000:]}") from None
+            raise AssertionError(
+                f"appliance run did not stop within {timeout_s} s:\n{self.text()[-4000:]}"
+            ) from None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -77,8 +94,9 @@ class Mqtt:
         self.messages: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
+        )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a, **k: self._subscribed.set()
         self.client.on_connect = lambda c, *a, **k: c.subscribe(topic, qos=1)
@@ -116,7 +134,9 @@ class Mqtt:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     seen = [t for t, _ in self.messages]
-                    raise AssertionError(f"timed out waiting for {what or predicate}; topics seen: {seen[-40:]}")
+                    raise AssertionError(
+                        f"timed out waiting for {what or predicate}; topics seen: {seen[-40:]}"
+                    )
                 self._cond.wait(min(left, 0.2))
 
     def wait_event(self, type_: str, timeout_s: float = 30.0, where=lambda e: True) -> dict:
@@ -126,8 +146,11 @@ class Mqtt:
     def command(self, root: str, name: str, args: dict, timeout_s: float = 60.0) -> dict:
         rid = uuid.uuid4().hex[:12]
         self.client.publish(f"{root}cmd/{name}", json.dumps({"id": rid, "args": args}), qos=1)
-        self.wait(lambda: any(r.get("id") == rid for r in self.on(f"cmd/{name}/result")), timeout_s,
-                  f"result of {name}")
+        self.wait(
+            lambda: any(r.get("id") == rid for r in self.on(f"cmd/{name}/result")),
+            timeout_s,
+            f"result of {name}",
+        )
         return [r for r in self.on(f"cmd/{name}/result") if r.get("id") == rid][0]
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ and logged once, remote config applied or rolled back with the real runtime, and
 real SIP call (baresip) with the events reaching a real mosquitto.
 
 Everything runs on 127.0.0.1 with free ports; the SIP peer is baresip, the broker mosquitto."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,9 @@ from appliance import config as appcfg
 from appliance.fleet.mosquitto import Mosquitto
 from appliance.runtime import Runtime
 
-needs_mosquitto = pytest.mark.skipif(shutil.which("mosquitto") is None,
-                                     reason="mosquitto not installed (Debian: mosquitto)")
+needs_mosquitto = pytest.mark.skipif(
+    shutil.which("mosquitto") is None, reason="mosquitto not installed (Debian: mosquitto)"
+)
 
 
 def udp_port() -> int:
@@ -40,10 +42,12 @@ def sip_options(port: int, timeout_s: float = 2.0) -> bytes | None:
         s.bind(("127.0.0.1", 0))
         me = s.getsockname()[1]
         s.settimeout(timeout_s)
-        msg = (f"OPTIONS sip:box@127.0.0.1:{port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{time.monotonic_ns()}\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1:{me}>;tag=1\r\nTo: <sip:box@127.0.0.1>\r\n"
-               f"Call-ID: {time.monotonic_ns()}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        msg = (
+            f"OPTIONS sip:box@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{time.monotonic_ns()}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1:{me}>;tag=1\r\nTo: <sip:box@127.0.0.1>\r\n"
+            f"Call-ID: {time.monotonic_ns()}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
         s.sendto(msg.encode(), ("127.0.0.1", port))
         try:
             return s.recv(65536)
@@ -51,26 +55,53 @@ def sip_options(port: int, timeout_s: float = 2.0) -> bytes | None:
             return None
 
 
+async def until(predicate, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # noqa: ASYNC110 - polling the runner's counters
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
 # ---- configuration ---------------------------------------------------------------------------
 def test_bad_config_exits_2_naming_every_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({
-        "lines": [{"type": "sip", "name": "a", "listen": 5060, "max_calls": 0},
-                  {"type": "fax"}],
-        "agent": {"prompt": "hi"},
-        "fleet": {"port": 70000},
-    }))
-    proc = subprocess.run([sys.executable, "-m", "appliance", "run", "--config", str(bad)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "lines": [{"type": "sip", "name": "a", "listen": 5060, "max_calls": 0}, {"type": "fax"}],
+                "agent": {"prompt": "hi"},
+                "fleet": {"port": 70000},
+            }
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "run", "--config", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc
     err = proc.stderr
     assert str(bad) in err
-    for needle in ("lines[0].listen", "lines[0].max_calls", "lines[1].type", "'fax'", "agent.prompt: unknown key",
-                   "fleet.port", "70000"):
+    for needle in (
+        "lines[0].listen",
+        "lines[0].max_calls",
+        "lines[1].type",
+        "'fax'",
+        "agent.prompt: unknown key",
+        "fleet.port",
+        "70000",
+    ):
         assert needle in err, f"{needle!r} missing from:\n{err}"
     assert "Traceback" not in err
-    missing = subprocess.run([sys.executable, "-m", "appliance", "run", "--config", str(tmp_path / "nope.yaml")],
-                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "appliance", "run", "--config", str(tmp_path / "nope.yaml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr and "cannot read" in missing.stderr
 
 
@@ -80,9 +111,15 @@ def test_failed_line_is_retried_with_backoff_and_logged_once(tmp_path, caplog):
     busy.bind(("127.0.0.1", 0))
     port = busy.getsockname()[1]
     other = udp_port()
-    cfg = appcfg.parse({"device": {"id": "t1"}, "lines": [
-        {"type": "sip", "name": "blocked", "listen": f"127.0.0.1:{port}", "rtp_ports": "41000-41010"},
-        {"type": "sip", "name": "fine", "listen": f"127.0.0.1:{other}", "rtp_ports": "41020-41030"}]})
+    cfg = appcfg.parse(
+        {
+            "device": {"id": "t1"},
+            "lines": [
+                {"type": "sip", "name": "blocked", "listen": f"127.0.0.1:{port}", "rtp_ports": "41000-41010"},
+                {"type": "sip", "name": "fine", "listen": f"127.0.0.1:{other}", "rtp_ports": "41020-41030"},
+            ],
+        }
+    )
     caplog.set_level(logging.DEBUG, logger="appliance.runtime")
 
     async def scenario():
@@ -90,19 +127,17 @@ def test_failed_line_is_retried_with_backoff_and_logged_once(tmp_path, caplog):
         await rt.start()
         try:
             blocked, fine = rt.lines["blocked"], rt.lines["fine"]
-            assert await blocked.wait_first(5) is not None          # the first attempt failed
-            assert await fine.wait_first(5) is None                  # the other line is not held up
-            while blocked.failed_attempts < 7:
-                await asyncio.sleep(0.05)
+            assert await blocked.wait_first(5) is not None  # the first attempt failed
+            assert await fine.wait_first(5) is None  # the other line is not held up
+            await until(lambda: blocked.failed_attempts >= 7)
             assert blocked.line is None and blocked.state == "error"
             assert "cannot listen" in blocked.last_error
             health = rt.health()["lines"]
             assert health["blocked"]["state"] == "error" and health["blocked"]["retry_in_s"] == 0.4
             assert health["fine"]["state"] == "idle"
             delays = list(blocked.retry_delays_s)[:7]
-            busy.close()                                             # the port is free again
-            while blocked.line is None:
-                await asyncio.sleep(0.05)
+            busy.close()  # the port is free again
+            await until(lambda: blocked.line is not None)
             assert blocked.state == "idle" and blocked.restarts == 1
             assert await asyncio.to_thread(sip_options, port), "the restarted line does not answer OPTIONS"
             return delays
@@ -110,9 +145,9 @@ def test_failed_line_is_retried_with_backoff_and_logged_once(tmp_path, caplog):
             await rt.shutdown()
 
     delays = asyncio.run(scenario())
-    assert delays == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4, 0.4], delays     # doubling, capped
+    assert delays == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4, 0.4], delays  # doubling, capped
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and "blocked" in r.getMessage()]
-    assert len(errors) == 1, [r.getMessage() for r in errors]          # the outage is logged once
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # the outage is logged once
     assert "retrying with backoff" in errors[0].getMessage()
     assert any("up again after" in r.getMessage() for r in caplog.records)
 
@@ -124,30 +159,52 @@ def test_remote_config_applies_and_rolls_back_when_a_line_cannot_come_up(tmp_pat
     busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     busy.bind(("127.0.0.1", 0))
     with Mosquitto(tmp_path / "broker") as broker:
-        base = {"device": {"id": "rc"}, "fleet": {"port": broker.port, "health_interval_s": 1,
-                                                  "reconnect_min_s": 0.1, "reconnect_max_s": 1.0}}
+        base = {
+            "device": {"id": "rc"},
+            "fleet": {
+                "port": broker.port,
+                "health_interval_s": 1,
+                "reconnect_min_s": 0.1,
+                "reconnect_max_s": 1.0,
+            },
+        }
 
         def with_line(port, name="sip1"):
-            return {**base, "lines": [{"type": "sip", "name": name, "listen": f"127.0.0.1:{port}",
-                                       "rtp_ports": "42000-42010"}]}
+            return {
+                **base,
+                "lines": [
+                    {"type": "sip", "name": name, "listen": f"127.0.0.1:{port}", "rtp_ports": "42000-42010"}
+                ],
+            }
+
         config_file = tmp_path / "appliance.yaml"
         config_file.write_text(yaml.safe_dump(with_line(first_port)))
         mq = Mqtt(broker.port, "appliance/rc/#")
 
         async def scenario():
-            rt = Runtime(appcfg.load(config_file), config_path=config_file, state_dir=tmp_path / "state",
-                         preload=False, restart_min_s=0.05, restart_max_s=0.2)
+            rt = Runtime(
+                appcfg.load(config_file),
+                config_path=config_file,
+                state_dir=tmp_path / "state",
+                preload=False,
+                restart_min_s=0.05,
+                restart_max_s=0.2,
+            )
             await rt.start()
             try:
                 assert await rt.lines["sip1"].wait_first(5) is None
-                ask = lambda data: asyncio.to_thread(mq.command, "appliance/rc/", "config.set",  # noqa: E731
-                                                     {"config": data}, 30)
+
+                def ask(data):
+                    return asyncio.to_thread(mq.command, "appliance/rc/", "config.set", {"config": data}, 30)
+
                 # a good change: the line moves to another port
                 moved = await ask(with_line(second_port))
                 assert moved["ok"] and moved["result"]["status"] == "applied", moved
                 assert await asyncio.to_thread(sip_options, second_port)
                 assert await asyncio.to_thread(sip_options, first_port, 0.5) is None
-                assert yaml.safe_load(config_file.read_text())["lines"][0]["listen"].endswith(str(second_port))
+                assert yaml.safe_load(config_file.read_text())["lines"][0]["listen"].endswith(
+                    str(second_port)
+                )
                 # an invalid one: rejected with every reason, nothing changes
                 bad = await ask({**with_line(second_port), "agent": {"greting": "x"}, "bogus": 1})
                 assert bad["result"]["status"] == "rejected"
@@ -163,6 +220,30 @@ def test_remote_config_applies_and_rolls_back_when_a_line_cannot_come_up(tmp_pat
                 assert pong["ok"] and pong["result"]["device"] == "rc"
                 nodial = await asyncio.to_thread(mq.command, "appliance/rc/", "dial", {"number": ""}, 10)
                 assert not nodial["ok"] and "args.number" in nodial["problems"][0]
+                # reload: the file changed on disk (the line moves again); a broken file changes nothing
+                third_port = udp_port()
+                config_file.write_text(yaml.safe_dump(with_line(third_port)))
+                reloaded = await asyncio.to_thread(mq.command, "appliance/rc/", "reload", {}, 30)
+                assert reloaded["ok"] and reloaded["result"]["status"] == "applied", reloaded
+                assert await asyncio.to_thread(sip_options, third_port)
+                config_file.write_text("lines: [{type: sip, listen: 5}]\n")
+                broken = await asyncio.to_thread(mq.command, "appliance/rc/", "reload", {}, 30)
+                assert (
+                    broken["result"]["status"] == "rejected"
+                    and "lines[0].listen" in broken["result"]["problems"][0]
+                )
+                assert await asyncio.to_thread(sip_options, third_port), "a rejected reload stopped the line"
+                # models.fetch: installs/verifies from the local mirror; an unknown name is reported
+                fetched = await asyncio.to_thread(
+                    mq.command,
+                    "appliance/rc/",
+                    "models.fetch",
+                    {"names": ["silero-vad", "no-such-model"]},
+                    60,
+                )
+                models = fetched["result"]["models"]
+                assert models["silero-vad"]["ok"] and not models["no-such-model"]["ok"], fetched
+                assert "no-such-model" in models["no-such-model"]["error"] and not fetched["result"]["all_ok"]
             finally:
                 await rt.shutdown()
 
@@ -190,17 +271,33 @@ def test_sigterm_during_a_call_ends_it_politely_and_events_reach_mosquitto(tmp_p
     calls_dir = tmp_path / "calls"
     with Mosquitto(tmp_path / "broker") as broker:
         mq = Mqtt(broker.port, "appliance/term/#")
-        box = Box(tmp_path / "box", {
-            "device": {"id": "term"},
-            "lines": [{"type": "sip", "name": "desk", "listen": f"127.0.0.1:{sip_port}", "rtp_ports": f"{lo}-{hi}"}],
-            "recording": {"dir": str(calls_dir)},
-            "fleet": {"port": broker.port, "health_interval_s": 1, "reconnect_min_s": 0.1}}).start()
+        box = Box(
+            tmp_path / "box",
+            {
+                "device": {"id": "term"},
+                "lines": [
+                    {
+                        "type": "sip",
+                        "name": "desk",
+                        "listen": f"127.0.0.1:{sip_port}",
+                        "rtp_ports": f"{lo}-{hi}",
+                    }
+                ],
+                "recording": {"dir": str(calls_dir)},
+                "fleet": {"port": broker.port, "health_interval_s": 1, "reconnect_min_s": 0.1},
+            },
+        ).start()
         try:
             box.wait_log("line desk (sip): up", 90)
             bob.command("dial", f"sip:box@127.0.0.1:{sip_port}")
-            mq.wait(lambda: any(c["state"] == "thinking" and c["turns"] == 1 for c in mq.on("/health")[-1]["calls"]),
-                    60, "the agent answering the caller's question")
-            time.sleep(2.0)                              # the agent is answering: stop the box now
+            mq.wait(
+                lambda: any(
+                    c["state"] == "thinking" and c["turns"] == 1 for c in mq.on("/health")[-1]["calls"]
+                ),
+                60,
+                "the agent answering the caller's question",
+            )
+            time.sleep(2.0)  # the agent is answering: stop the box now
             rc = box.terminate()
             assert rc == 0, box.text()[-3000:]
             bob.wait_event("CALL_CLOSED", 10)
@@ -235,7 +332,7 @@ def test_sigterm_during_a_call_ends_it_politely_and_events_reach_mosquitto(tmp_p
     assert ended[0]["data"]["recording"] == str(wavs[0])
     # the caller heard a goodbye before the line went quiet
     far, _ = read_wav(bob.recordings("dec")[-1])
-    last = far[-8000 * 6:]
+    last = far[-8000 * 6 :]
     text = transcribe(last).lower()
     assert "goodbye" in text or "end the call" in text, text
     assert "Traceback" not in box.text(), box.text()[-4000:]

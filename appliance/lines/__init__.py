@@ -3,6 +3,7 @@
 `create_line(cfg)` builds the adapter a line config names; adapters are imported only when used,
 so a box without serial hardware never imports pyserial, and one without SIP never binds a socket.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,6 +24,8 @@ def create_line(cfg, **kwargs):
     try:
         module_name, class_name = ADAPTERS[cfg.type]
     except KeyError:
-        raise ConfigError([f"lines: unknown line type {cfg.type!r}; expected one of {', '.join(ADAPTERS)}"]) from None
+        raise ConfigError(
+            [f"lines: unknown line type {cfg.type!r}; expected one of {', '.join(ADAPTERS)}"]
+        ) from None
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(cfg, **kwargs)
