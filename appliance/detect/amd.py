@@ -34,6 +34,11 @@ _HANGOVER_FRAMES = 10        # unvoiced frames that close it (200 ms)
 _FLOOR_FRAMES = 100          # noise floor: minimum level over the last 2 s
 _FLOOR_MAX_DBFS = -30.0      # a floor louder than this is sound (music), not line noise
 _STT_WAIT_MS = 1000          # longest extra wait for a transcript that is being computed
+# Background talkers (a TV, a room) are quieter than the voice on the phone: a frame this far
+# below the loudest speech heard so far is not the far end speaking. The reference decays
+# slowly so a quieter second sentence still counts.
+_REL_GATE_DB = 20.0
+_REF_DECAY_DB_PER_FRAME = 0.04
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,10 @@ class AmdDetector:
         self.segments: list[tuple[int, int]] = []    # closed speech segments (start, end)
         self._seg_start = 0
         self.voiced_ms = 0
+        self._ref_db: float | None = None            # loudest speech frame so far (decaying)
+        self._seg_peak = -120.0                      # loudest frame of the open segment
+        self._prior_peak = -120.0                    # loudest frame of the segments before it
+        self._seg_voiced_ms = 0
         # Transcript requests.
         self._audio: list[np.ndarray] = []
         self._audio_start_ms = 0
@@ -133,12 +142,17 @@ class AmdDetector:
         self.t_ms += FRAME_MS
         c = self.config
         seq = self._beep.feed(x)
-        tone_now = self._beep.in_tone
         level = float(energy_dbfs(x))
         self._levels.append(level)
         floor = min(min(self._levels), _FLOOR_MAX_DBFS)
-        voiced = (not tone_now) and level > max(floor + c.speech_margin_db, c.min_level_dbfs)
-        self._vad(voiced, start)
+        gate = max(floor + c.speech_margin_db, c.min_level_dbfs)
+        if self._ref_db is not None:
+            self._ref_db -= _REF_DECAY_DB_PER_FRAME
+            gate = max(gate, self._ref_db - _REL_GATE_DB)
+        # Tonal frames count as sound too: a voice can be tonal for a whole short word ("Hi.");
+        # a beep among them is recognised by the tone detector, whatever the VAD says.
+        voiced = level > gate
+        self._vad(voiced, start, level)
         if self.result is None and c.use_transcript:
             self._collect(x, start)
         seq, seq_kind = self._confirm_tone(seq, voiced)
@@ -174,25 +188,36 @@ class AmdDetector:
             return cand, kind
         return None, None
 
-    def _vad(self, voiced: bool, start: int) -> None:
+    def _vad(self, voiced: bool, start: int, level: float) -> None:
         if voiced:
             self._voiced_run += 1
             self._unvoiced_run = 0
             if not self.in_speech and self._voiced_run >= _ONSET_FRAMES:
                 self.in_speech = True
                 self._seg_start = start - (_ONSET_FRAMES - 1) * FRAME_MS
+                self._seg_peak = level
+                self._seg_voiced_ms = (_ONSET_FRAMES - 1) * FRAME_MS
                 if self.first_speech_ms is None:
                     self.first_speech_ms = self._seg_start
                 self.voiced_ms += (_ONSET_FRAMES - 1) * FRAME_MS
             if self.in_speech:
                 self.voiced_ms += FRAME_MS
+                self._seg_voiced_ms += FRAME_MS
                 self.last_voice_ms = self.t_ms
+                self._seg_peak = max(self._seg_peak, level)
+                self._ref_db = level if self._ref_db is None else max(self._ref_db, level)
+                if self.segments and self._seg_peak > self._prior_peak + _REL_GATE_DB and self.result is None:
+                    # What came before was background sound, not the far end: start over from here.
+                    self.segments = []
+                    self.first_speech_ms = self._seg_start
+                    self.voiced_ms = self._seg_voiced_ms
         else:
             self._voiced_run = 0
             self._unvoiced_run += 1
             if self.in_speech and self._unvoiced_run >= _HANGOVER_FRAMES:
                 self.in_speech = False
                 self.segments.append((self._seg_start, self.last_voice_ms))
+                self._prior_peak = max(self._prior_peak, self._seg_peak)
                 self._request_stt(self.last_voice_ms)
 
     def _collect(self, x: np.ndarray, start: int) -> None:
@@ -223,7 +248,7 @@ class AmdDetector:
             return AmdResult("unknown", t, "sit_tone")
         if seq_kind == "busy":
             return AmdResult("unknown", t, "busy_tone")
-        if seq_kind == "cng" and self.first_speech_ms is None:
+        if seq_kind == "cng" and (self.first_speech_ms is None or self.first_speech_ms >= seq.start_ms - 100):
             return AmdResult("machine", t, "fax_tone")
         if seq_kind in ("beep", "cng"):
             self.beep_ms = int(round(seq.end_ms))

@@ -69,7 +69,7 @@ class ToneSegment:
         if len(self.freqs_hz) > 1:
             if any(e - s < 50.0 for s, e in self.pieces_ms):
                 return False
-            for a, b in zip(self.freqs_hz, self.freqs_hz[1:]):
+            for a, b in zip(self.freqs_hz, self.freqs_hz[1:], strict=False):
                 if any(abs(fa - fb) <= 60.0 for fa in a for fb in b):
                     return False
         return True
