@@ -448,6 +448,8 @@ class VoiceModemEmulator:
             if self.mode == "play" and p.spurious_dialtone_on_play:
                 self.pty.write(b"\x10d")          # USR quirk: false dial tone while playing (MODEMS.md 1.7)
             return None
+        if u == "+VTS=?":       # frequency ranges and duration (10 ms units), as Conexant lists them
+            return ["(200-3200),(200-3200),(0-50)"]
         if u.startswith("+VTS="):
             return self._vts(cmd.split("=", 1)[1])
         if u.startswith(("+VCID=", "+VSD=", "+VGT=", "+VGR=", "+VIT=", "+VRA=", "+VRN=", "+VNH=",
