@@ -15,15 +15,25 @@ what came before it:
 The transcript's verdict on numbers and spelling wins over the model's: prosody can sound final
 in the middle of "my number is 555 0123".
 
-Cost: a frame costs microseconds; the frame on which the model is asked costs one inference
-(~50 ms on one x86 core, a few times that on a Pi): call `feed` from the call's worker thread, or
-construct with `semantic=False` in the config.
+Cost: a frame costs microseconds. The model costs one inference per pause (~60-100 ms on one idle
+x86 core, 250-450 ms on this shared 2-core machine under load, more on a Pi). By default it runs on
+a worker thread (`background=True`), so `feed` never blocks the call's 20 ms loop: the model's answer
+counts from the first frame after it arrived, and until then the pause is judged as without the
+model. With `background=False` it runs inside `feed` and its answer counts only from the audio time
+it would have arrived (question time + measured inference time), so offline runs (benchmarks, tests)
+see the same timing as a live call.
+
+If the model cannot be loaded (file missing, onnxruntime missing) the endpointer logs one warning
+naming the problem and carries on with the silence and transcript rules; `model_error` says why.
 """
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +50,13 @@ _FILLERS = {
     "and", "so", "but", "or", "because", "cause", "like", "then", "if", "well",
     "the", "a", "an", "to", "for", "of", "with", "my", "is", "at", "on", "in", "it's", "its",
     "i", "i'm", "we", "you", "your", "that", "which", "who", "maybe", "about", "from", "by",
+    "also", "think", "guess", "mean", "dot", "underscore", "hyphen", "slash", "was", "are", "were", "be", "than", "into", "our", "their", "his", "her",
 }
 _NUMBER_WORDS = {
     "zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
     "ten", "double", "triple", "hundred", "thousand", "plus", "dash", "hash", "star", "pound", "nought",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
 }
 _QUESTION_START = {
     "what", "when", "where", "who", "whom", "whose", "why", "how", "which",
@@ -56,6 +69,8 @@ _NATO = {
     "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
     "uniform", "victor", "whiskey", "xray", "x-ray", "yankee", "zulu",
 }
+# "can you tell me", "could you give me": a verb still waiting for what it is about
+_OPEN_VERBS = {"tell", "give", "show", "send", "let", "bring", "get", "ask", "remind", "explain"}
 _PRE_ROLL_MS = 500   # audio before the first speech frame that the model sees (as pipecat does)
 _WORD = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 
@@ -77,8 +92,9 @@ def classify_transcript(text: str | None) -> str:
     """The turn's shape from its (partial) transcript.
 
     Returns one of 'number' (mid phone number or digits), 'spelling' (letters one by one),
-    'filler' (trails off on a filler or a conjunction), 'question' (a complete question),
-    'statement' (anything else with words), 'unknown' (no transcript).
+    'filler' (trails off on a filler or a conjunction), 'question' (ends with a question mark),
+    'open_question' (starts like a question, no punctuation: streaming recognizers give none, and
+    "can you tell me" is not finished), 'statement' (anything else with words), 'unknown' (no transcript).
     """
     if not text or not text.strip():
         return "unknown"
@@ -88,29 +104,58 @@ def classify_transcript(text: str | None) -> str:
     if not tokens:
         return "unknown"
     ends_with_question_mark = raw.rstrip(" \"')").endswith("?")
-    ends_with_full_stop = raw.rstrip(" \"')").endswith((".", "!"))
+    tail = raw.rstrip(" \"')")
+    # "..." (Whisper's trailing off) is not a full stop
+    ends_with_full_stop = tail.endswith((".", "!")) and not tail.endswith(("...", "\u2026"))
     digits = _digits_at_end(tokens)
     # A run of digits: a complete phone number (7, 10, 11+ digits) followed by a full stop may end
     # the turn; any shorter run is someone reading out a number.
     if digits >= 2 or (digits == 1 and len(tokens) >= 2 and tokens[-2] in ("is", "number", "it's", "at")):
         if not (ends_with_full_stop and digits in (7, 10, 11, 12)):
             return "number"
-    letters = 0
+    letters = unambiguous = 0
     for tok in reversed(tokens):
-        if (_LETTER_TOKEN.match(tok) and tok not in ("a", "i")) or tok in _NATO:
+        if _LETTER_TOKEN.match(tok) or tok in _NATO:
             letters += 1
+            unambiguous += tok not in ("a", "i")   # "a" and "i" are words too
         else:
             break
-    if letters >= 2 and not ends_with_full_stop:
+    if letters >= 2 and unambiguous and not ends_with_full_stop:
         return "spelling"
     if tokens[-1] in _FILLERS and not ends_with_question_mark:
         return "filler"
-    if ends_with_question_mark or (tokens[0] in _QUESTION_START and len(tokens) >= 3 and not ends_with_full_stop):
+    if (len(tokens) >= 2 and tokens[-1] in ("me", "us") and tokens[-2] in _OPEN_VERBS
+            and not (ends_with_question_mark or ends_with_full_stop)):
+        return "filler"
+    if ends_with_question_mark:
         return "question"
+    if tokens[0] in _QUESTION_START and len(tokens) >= 3 and not ends_with_full_stop:
+        return "open_question"
     return "statement"
 
 
 # ---- the endpointer ----------------------------------------------------------------------------
+
+_executor: ThreadPoolExecutor | None = None
+_warned_missing = False
+_executor_lock = threading.Lock()
+
+
+def _model_executor() -> ThreadPoolExecutor:
+    """One worker thread per process for smart-turn inferences (concurrent calls queue on it: two
+    inferences at once would only share the same cores)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+        return _executor
+
+
+def _timed_probability(model, audio: np.ndarray) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    p = float(model.probability(audio))
+    return p, (time.perf_counter() - t0) * 1000.0
+
 
 @dataclass(frozen=True)
 class EndpointDecision:
@@ -128,13 +173,17 @@ class EndpointDecision:
 class Endpointer:
     """Decides, frame by frame, when the caller's turn is over. One per call; not thread-safe."""
 
-    def __init__(self, config: EndpointConfig | None = None, model=None):
+    def __init__(self, config: EndpointConfig | None = None, model=None, *, background: bool = True):
         """`model`: an object with `probability(int16_16k) -> float` (default: the shared smart-turn model,
         loaded on first use when `config.semantic`; if it cannot be loaded the endpointer logs once and
-        carries on with silence and transcript rules)."""
+        carries on with silence and transcript rules). `background`: run the model on a worker thread
+        (see the module notes)."""
         self.config = config or EndpointConfig()
         self._model = model
         self._model_failed = False
+        self.model_error: str | None = None   # why semantic endpointing is off, if it is
+        self.background = background
+        self.inference_ms: list[float] = []    # measured model inferences (for benchmarks and logs)
         keep_16k = int(self.config.semantic_window_s * 16000)
         self._audio16 = deque(maxlen=max(1, keep_16k // (2 * LINE_RATE * FRAME_MS // 1000) + 1))
         self._resampler = Resampler(LINE_RATE, 16000) if self.config.semantic else None
@@ -150,8 +199,10 @@ class Endpointer:
         self._in_turn = False
         self._silence_start_ms: float | None = None
         self._pending_silence_ms = 0.0
-        self._semantic_p: float | None = None
+        self._semantic_p: float | None = None      # the model's answer, once it counts
         self._semantic_asked = False
+        self._semantic_ready_ms: float | None = None  # audio time from which the answer counts (sync mode)
+        self._future: Future | None = None             # the pending answer (background mode)
         self._transcript: str | None = None
         self._audio16.clear()
         if self._resampler is not None:
@@ -166,7 +217,7 @@ class Endpointer:
         """What the current pause needs so far (None outside a turn)."""
         if not self._in_turn:
             return None
-        return self._decision(self._waited(None))
+        return self._decision(0.0, None)
 
     def feed(self, frame: np.ndarray, is_speech: bool, t_ms: float, transcript: str | None = None) -> bool:
         """One 20 ms int16 frame at 8 kHz, the VAD's verdict for it, its audio time (start, ms), and the
@@ -199,12 +250,14 @@ class Endpointer:
             self._silence_start_ms = None
             self._semantic_p = None
             self._semantic_asked = False
+            self._semantic_ready_ms = None
+            self._future = None          # an answer about the last pause is stale now
             return False
 
         if self._silence_start_ms is None:
             self._silence_start_ms = t_ms
         waited = t_ms + frame_ms - self._silence_start_ms
-        decision = self._decision(waited)
+        decision = self._decision(waited, t_ms + frame_ms)
         if waited >= decision.required_ms:
             self.last_decision = decision
             self._end_turn()
@@ -213,41 +266,72 @@ class Endpointer:
 
     # internals ------------------------------------------------------------------------------
 
-    def _waited(self, t_ms: float | None) -> float:
-        return 0.0 if self._silence_start_ms is None or t_ms is None else t_ms - self._silence_start_ms
-
-    def _decision(self, waited: float) -> EndpointDecision:
+    def _decision(self, waited: float, now_ms: float | None) -> EndpointDecision:
         cfg = self.config
         shape = classify_transcript(self._transcript)
+        p = None
         if shape in ("number", "spelling", "filler"):
             required, reason = cfg.incomplete_silence_ms, "incomplete"
         elif shape == "question":
             required, reason = cfg.question_silence_ms, "question"
         else:
             required, reason = cfg.min_silence_ms, "silence"
-            if cfg.semantic and waited >= cfg.semantic_check_ms:
-                p = self._ask_model()
+            if cfg.semantic and waited >= cfg.semantic_check_ms and now_ms is not None:
+                p = self._ask_model(now_ms)
                 if p is not None:
-                    if p >= cfg.semantic_complete:
+                    if p >= cfg.semantic_complete and shape == "open_question":
+                        required = min(cfg.question_silence_ms, cfg.semantic_complete_silence_ms)
+                        reason = "question"
+                    elif p >= cfg.semantic_complete:
                         required, reason = cfg.semantic_complete_silence_ms, "semantic_complete"
                     else:
                         required, reason = cfg.incomplete_silence_ms, "semantic_incomplete"
         if required >= cfg.max_silence_ms:
             required, reason = cfg.max_silence_ms, "max_silence"
         return EndpointDecision(
-            reason=reason, waited_ms=waited, required_ms=float(required), semantic_probability=self._semantic_p,
+            reason=reason, waited_ms=waited, required_ms=float(required), semantic_probability=p,
             shape=shape, speech_ms=self._speech_ms, transcript=self._transcript,
         )
 
-    def _ask_model(self) -> float | None:
-        if self._semantic_asked:
-            return self._semantic_p
-        self._semantic_asked = True
-        model = self._get_model()
-        if model is None or not self._audio16:
+    def _ask_model(self, now_ms: float) -> float | None:
+        """The model's P(complete) for this pause if it is known by `now_ms` (audio time), else None
+        (not asked yet, still running, or no model)."""
+        if not self._semantic_asked:
+            self._semantic_asked = True
+            model = self._get_model()
+            if model is None or not self._audio16:
+                return None
+            audio = np.concatenate(self._audio16)
+            if self.background:
+                self._future = _model_executor().submit(_timed_probability, model, audio)
+            else:
+                try:
+                    p, ms = _timed_probability(model, audio)
+                except Exception as exc:   # noqa: BLE001 - a failing model must not end the call
+                    self._model_broke(exc)
+                    return None
+                self.inference_ms.append(ms)
+                self._semantic_p, self._semantic_ready_ms = p, now_ms + ms
+        if self._future is not None:
+            if not self._future.done():
+                return None
+            fut, self._future = self._future, None
+            try:
+                p, ms = fut.result()
+            except Exception as exc:   # noqa: BLE001
+                self._model_broke(exc)
+                return None
+            self.inference_ms.append(ms)
+            self._semantic_p, self._semantic_ready_ms = p, now_ms
+        if self._semantic_ready_ms is None or now_ms < self._semantic_ready_ms:
             return None
-        self._semantic_p = float(model.probability(np.concatenate(self._audio16)))
         return self._semantic_p
+
+    def _model_broke(self, exc: Exception) -> None:
+        self._model_failed = True
+        self._model = None
+        self.model_error = f"smart-turn inference failed: {exc!r}"
+        log.warning("semantic endpointing off for this call: %s", self.model_error)
 
     def _get_model(self):
         if self._model is None and not self._model_failed:
@@ -256,8 +340,12 @@ class Endpointer:
             try:
                 self._model = shared_model()
             except ModelError as exc:
+                global _warned_missing
                 self._model_failed = True
-                log.warning("semantic endpointing off: %s", exc)
+                self.model_error = str(exc)
+                if not _warned_missing:   # once per process, not once per call
+                    _warned_missing = True
+                    log.warning("semantic endpointing off (silence and transcript rules only): %s", exc)
         return self._model
 
     def _end_turn(self) -> None:
