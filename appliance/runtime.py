@@ -302,8 +302,10 @@ class Runtime:
         restart_min_s: float = 1.0,
         restart_max_s: float = 60.0,
         llm_client=None,
+        on_event=None,
     ):
         self.cfg = cfg
+        self.on_event = on_event  # optional `fn(type, data)`: every event, also without a fleet
         self.config_path = Path(config_path) if config_path else None
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
         self.version = version
@@ -805,6 +807,11 @@ class Runtime:
         log.info("fleet: MQTT %s:%d, topics under %s", cfg.fleet.host, cfg.fleet.port, f.root)
 
     def publish(self, type_: str, data: dict) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(type_, data)
+            except Exception:  # noqa: BLE001 - an event sink must never break a call
+                log.exception("event sink failed on %s", type_)
         if self.fleet is None:
             return
         try:
@@ -823,8 +830,19 @@ class Runtime:
 
     def health(self) -> dict:
         st = self.stats
+        lines = {name: r.health() for name, r in self.lines.items()}
+        gsm = {
+            name: {
+                "registration": h.get("registration"),
+                "signal_dbm": h.get("signal_dbm"),
+                "operator": h.get("operator"),
+            }
+            for name, h in lines.items()
+            if h.get("type") == "gsm"
+        }
         return {
-            "lines": {name: r.health() for name, r in self.lines.items()},
+            "lines": lines,
+            **({"gsm": gsm} if gsm else {}),
             "calls_today": st.calls_today if st.day == datetime.date.today().isoformat() else 0,
             "calls_total": st.calls_total,
             "calls_active": len(self.calls),

@@ -336,3 +336,73 @@ def test_sigterm_during_a_call_ends_it_politely_and_events_reach_mosquitto(tmp_p
     text = transcribe(last).lower()
     assert "goodbye" in text or "end the call" in text, text
     assert "Traceback" not in box.text(), box.text()[-4000:]
+
+
+# ---- two kinds of line at once ---------------------------------------------------------------
+def test_a_modem_call_while_a_sip_line_serves(tmp_path):
+    """A V.253 voice modem (the emulator from tools/ on a pty) and a SIP line run side by side; a call
+    rings on the modem, the agent answers and greets (the far end hears it), the far end hangs up."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from voice_modem_emulator import VoiceModemEmulator
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    emu = VoiceModemEmulator(
+        "conexant", link=str(tmp_path / "modem0"), ring_period_s=1.0, cid_delay_s=0.3
+    ).start()
+    sip_port = udp_port()
+    cfg = appcfg.parse(
+        {
+            "device": {"id": "two"},
+            "lines": [
+                {
+                    "type": "modem",
+                    "name": "analog",
+                    "port": str(tmp_path / "modem0"),
+                    "rings_before_answer": 2,  # caller ID comes after the first ring
+                },
+                {
+                    "type": "sip",
+                    "name": "desk",
+                    "listen": f"127.0.0.1:{sip_port}",
+                    "rtp_ports": "43000-43010",
+                },
+            ],
+            "recording": {"dir": str(tmp_path / "calls")},
+        }
+    )
+    events: list[tuple[str, dict]] = []
+
+    async def scenario():
+        rt = Runtime(cfg, state_dir=tmp_path / "state", on_event=lambda t, d: events.append((t, d)))
+        await rt.start()
+        try:
+            assert await rt.lines["analog"].wait_first(20) is None
+            assert await rt.lines["desk"].wait_first(5) is None
+            emu.ring(number="5551234", name="ALICE")
+            await until(lambda: any(t == "call.answered" for t, _ in events), 30)
+            # the far end hears the greeting: more than a second of loud agent audio
+            await until(lambda: int((np.abs(emu.far.heard_audio().astype(np.int32)) > 300).sum()) > 8000, 30)
+            assert rt.health()["calls"][0]["line"] == "analog"
+            assert await asyncio.to_thread(sip_options, sip_port), (
+                "the SIP line stopped answering during the call"
+            )
+            emu.far_hangup()
+            await until(lambda: any(t == "call.ended" for t, _ in events), 20)
+            await until(lambda: not rt.calls, 10)
+        finally:
+            await rt.shutdown()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        emu.stop()
+    started = next(d for t, d in events if t == "call.started")
+    assert (
+        started["line"] == "analog" and started["direction"] == "inbound" and started["remote"] == "5551234"
+    )
+    ended = next(d for t, d in events if t == "call.ended")
+    assert ended["call_id"] == started["call_id"] and ended["cause"] != "error", ended
+    states = [(d["line"], d["state"]) for t, d in events if t == "line.state"]
+    assert ("analog", "in_call") in states or ("analog", "ringing") in states, states
+    assert not [d for t, d in events if t == "error"], events
