@@ -19,11 +19,16 @@ FRAME_S = 0.020
 
 
 class ClockStats:
-    """Least-squares fit of frame arrival time against frame index: the modem clock's drift
-    relative to ours in ppm (positive: the modem runs fast). Arrival jitter averages out."""
+    """The modem clock's drift relative to ours in ppm (positive: the modem runs fast), from
+    frame arrival times against frame index. A frame can arrive late (the host was busy, the
+    USB poll came later) but never early, so the fit goes through the earliest arrival of each
+    block of BLOCK frames (the lower envelope), which a busy host does not bias; until enough
+    blocks exist, a plain least-squares fit of all arrivals is used."""
 
     WARMUP_FRAMES = 25
     GAP_S = 0.2      # a pause in the stream (leaving +VTR to send DTMF) is cut out of the fit
+    BLOCK = 50       # frames per lower-envelope point (1 s)
+    MIN_BLOCKS = 5
 
     def __init__(self) -> None:
         self.frames = 0
@@ -33,6 +38,9 @@ class ClockStats:
         self.max_gap_s = 0.0
         self._last: float | None = None
         self._offset = 0.0
+        self._blk_min: tuple[float, float] | None = None     # (x, residual) earliest in this block
+        self._blk_count = 0
+        self._b = [0, 0.0, 0.0, 0.0, 0.0]                   # n, sx, sy, sxx, sxy of block minima
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -55,6 +63,19 @@ class ClockStats:
         self._sy += y
         self._sxx += x * x
         self._sxy += x * y
+        r = y - x * FRAME_S                      # lateness against the nominal 50 frames/s
+        if self._blk_min is None or r < self._blk_min[1]:
+            self._blk_min = (x, r)
+        self._blk_count += 1
+        if self._blk_count == self.BLOCK:
+            bx, br = self._blk_min
+            b = self._b
+            b[0] += 1
+            b[1] += bx
+            b[2] += br
+            b[3] += bx * bx
+            b[4] += bx * br
+            self._blk_min, self._blk_count = None, 0
 
     @property
     def last_frame_at(self) -> float | None:
@@ -62,6 +83,13 @@ class ClockStats:
 
     @property
     def drift_ppm(self) -> float | None:
+        nb, sx, sy, sxx, sxy = self._b
+        if nb >= self.MIN_BLOCKS:
+            den = nb * sxx - sx * sx
+            if den > 0:
+                slope = FRAME_S + (nb * sxy - sx * sy) / den       # host seconds per modem frame
+                if slope > 0:
+                    return (FRAME_S / slope - 1.0) * 1e6
         n = self._n
         if n < 100:
             return None

@@ -120,3 +120,18 @@ def test_clock_drift_fit_with_jitter():
     for n in range(300):                            # a 3 s pause (DTMF sent) is cut out of the fit
         c.tick(n * 0.02 + (3.0 if n >= 150 else 0.0))
     assert abs(c.drift_ppm) < 1
+
+
+def test_clock_drift_unbiased_by_a_busy_host():
+    """Frames arrive late (a busy host, a late USB poll), never early: heavy one-sided delays
+    must not bias the drift (a mean fit is pulled by a busy stretch; the lower envelope is not)."""
+    rng = random.Random(5)
+    for ppm in (-250.0, 120.0):
+        c = ClockStats()
+        period = 0.020 / (1 + ppm * 1e-6)
+        for n in range(3000):
+            late = rng.expovariate(1 / 0.004)
+            if 1500 <= n < 2000:                    # 10 s of a loaded machine: much later frames
+                late += rng.uniform(0, 0.060)
+            c.tick(50.0 + n * period + late)
+        assert abs(c.drift_ppm - ppm) < 15, (ppm, c.drift_ppm)
