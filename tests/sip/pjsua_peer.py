@@ -3,7 +3,10 @@
     python pjsua_peer.py --port P --rtp-port R --play IN.wav --record OUT.wav
         (--call sip:box@127.0.0.1:5070 | --answer) [--seconds 3] [--dtmf 123]
 
-Prints one JSON line per event (ready, state, media, dtmf, done) on stdout; null sound device.
+Prints one JSON line per event (ready, state, media, dtmf, transfer_request, transfer_status,
+replaced, done) on stdout; null sound device. Transfers are PJSIP's own: a REFER is accepted and the
+new call (with the Replaces of an attended transfer, if any) placed by PJSIP; an INVITE with
+Replaces takes the replaced call's place. The call that follows records to OUT.<n>.wav.
 """
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ def say(**kw):
 
 
 class Call(pj.Call):
-    def __init__(self, acc, args, call_id=pj.PJSUA_INVALID_ID):
+    def __init__(self, acc, args, call_id=pj.PJSUA_INVALID_ID, record=None):
         super().__init__(acc, call_id)
+        self.acc = acc
         self.args = args
+        self.record = record if record is not None else args.record
         self.player = None
         self.recorder = None
         self.confirmed_at = None
@@ -46,9 +51,9 @@ class Call(pj.Call):
                     self.player = pj.AudioMediaPlayer()
                     self.player.createPlayer(self.args.play, pj.PJMEDIA_FILE_NO_LOOP)
                     self.player.startTransmit(aud)
-                if self.recorder is None and self.args.record:
+                if self.recorder is None and self.record:
                     self.recorder = pj.AudioMediaRecorder()
-                    self.recorder.createRecorder(self.args.record)
+                    self.recorder.createRecorder(self.record)
                     aud.startTransmit(self.recorder)
                 say(event="media", codec=self.getStreamInfo(i).codecName)
 
@@ -56,12 +61,35 @@ class Call(pj.Call):
         self.digits += prm.digit
         say(event="dtmf", digit=prm.digit)
 
+    def _next_call(self, call_id=pj.PJSUA_INVALID_ID):
+        self.acc.generation += 1
+        record = None
+        if self.args.record:
+            record = self.args.record[:-4] + f".{self.acc.generation}.wav"
+        call = Call(self.acc, self.args, call_id, record)
+        self.acc.keep.append(call)
+        self.acc.call = call  # the main loop follows the newest call
+        return call
+
+    def onCallTransferRequest(self, prm):  # REFER received: PJSIP places the new call
+        say(event="transfer_request", dst=prm.dstUri, code=prm.statusCode)
+        prm.newCall = self._next_call()
+
+    def onCallTransferStatus(self, prm):
+        say(event="transfer_status", code=prm.statusCode, final=bool(prm.finalNotify))
+
+    def onCallReplaced(self, prm):  # an INVITE with Replaces took this call's place
+        say(event="replaced", new_call=prm.newCallId)
+        prm.newCall = self._next_call(prm.newCallId)
+
 
 class Account(pj.Account):
     def __init__(self, args):
         super().__init__()
         self.args = args
         self.call = None
+        self.keep = []      # Python owns the Call objects PJSIP refers to: keep them alive
+        self.generation = 0
 
     def onIncomingCall(self, prm):
         self.call = Call(self, self.args, prm.callId)
@@ -134,14 +162,17 @@ def main() -> int:
             call.hangup(pj.CallOpParam())
             hung_up = True
     call = acc.call
-    say(event="done", disconnected=bool(call and call.disconnected), digits=call.digits if call else "")
+    say(event="done", disconnected=bool(call and call.disconnected), digits=call.digits if call else "",
+        calls=1 + acc.generation)
     for _ in range(20):
         ep.libHandleEvents(10)
-    if call is not None:
-        call.player = None
-        call.recorder = None
+    for c in [call, *acc.keep]:
+        if c is not None:
+            c.player = None
+            c.recorder = None
     acc.call = None
-    del call
+    acc.keep = []
+    del call, c
     acc.shutdown()
     ep.libDestroy()
     return 0

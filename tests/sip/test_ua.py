@@ -234,3 +234,26 @@ def test_hold_and_resume_reinvite_from_baresip(tmp_path, baresip_factory):
             await line.stop()
 
     asyncio.run(scenario())
+
+
+def test_required_extension_gets_420_naming_it():
+    """§8.2.2.3: a request requiring an extension the box lacks gets 420 with Unsupported."""
+    async def scenario():
+        b = SipLine(cfg(name="b"))
+        await b.start()
+        udp = Udp()
+        try:
+            req = options(b.local_port, branch="z9hG4bKreq").replace(b"Content-Length: 0", b"Require: 100rel, foo\r\n"
+                                                                     b"Content-Length: 0")
+            udp.send(req, b.local_port)
+            got = await in_thread(udp.recv_all, 1.0)
+            udp.send(options(b.local_port, branch="z9hG4bKplain"), b.local_port)
+            plain = await in_thread(udp.recv_all, 1.0)
+            return got, plain
+        finally:
+            udp.close()
+            await b.stop()
+
+    got, plain = asyncio.run(scenario())
+    assert [m.status for m in got] == [420] and got[0].get("Unsupported") == "100rel, foo"
+    assert [m.status for m in plain] == [200] and "REFER" not in (plain[0].get("Allow") or "")

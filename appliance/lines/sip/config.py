@@ -16,6 +16,7 @@ class SipLineConfig:
     codecs: tuple[Literal["PCMU", "PCMA"], ...] = ("PCMU", "PCMA")
     rtp_ports: str = field(default="10000-10100", metadata={"help": "RTP port range start-end", "pattern": r"\d+-\d+"})
     allow_from: tuple[str, ...] = field(default=(), metadata={"help": "addresses allowed to call besides the registrar; empty: any"})
+    transfer_attended: bool = field(default=False, metadata={"help": "handoffs call the target first (briefed when a voice is set) and join the caller with REFER/Replaces where both peers allow it; otherwise blind"})
     transfer_target: str | None = field(default=None, metadata={"help": "SIP URI or number a handoff is transferred to"})
     domain: str | None = field(default=None, metadata={"help": "SIP domain of the account (From/To, digest realm); default: the registrar host"})
     contact_host: str | None = field(default=None, metadata={"help": "address put in Contact/SDP; default: the listen address"})

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from typing import Literal
+from urllib.parse import quote
 
 from ...errors import LineError
 from ..base import Call, Line, LineCapabilities, LineEvent
@@ -58,6 +59,16 @@ class SipCall(Call):
         self._confirmed = asyncio.Event()
         self._notify: asyncio.Queue[str] = asyncio.Queue()
         self._pending_offer_in_ack = False
+        self.remote_allow: set[str] | None = None   # methods in the far end's Allow (None: not said)
+        self.remote_supported: set[str] = set()     # option tags in its Supported
+        self.consult = False                        # a consultation call of an attended transfer
+
+    def _learn_peer(self, msg: SipMessage) -> None:
+        allow = msg.get_all("Allow")
+        if allow:
+            self.remote_allow = {m.strip().upper() for v in allow for m in v.split(",") if m.strip()}
+        self.remote_supported |= {t.strip().lower() for v in msg.get_all("Supported") for t in v.split(",")
+                                  if t.strip()}
 
     def rx_written(self) -> None:
         """RTP is played out on the loop thread: wake the reader directly (no self-pipe write)."""
@@ -81,10 +92,19 @@ class SipCall(Call):
 
     async def transfer(self, target: str, mode: Literal["blind", "warm"] = "blind",
                        briefing: str | None = None) -> bool:
+        if mode == "warm":
+            return await self.sip_line._attended_transfer(self, target, briefing)
         return await self.sip_line._transfer(self, target, mode)
 
     def metrics(self) -> dict:
-        return self.rtp.receive_stats() if self.rtp else {}
+        """RTP receive figures (packets, loss, jitter, jitter buffer) and, once the far end has
+        sent an RTCP report about our stream, what it measured (`remote`: loss, jitter, RTT)."""
+        if self.rtp is None:
+            return {}
+        out = self.rtp.receive_stats()
+        if self.rtp.remote_report is not None:
+            out["remote"] = dict(self.rtp.remote_report)
+        return out
 
 
 class SipLine(Line):
@@ -96,6 +116,11 @@ class SipLine(Line):
     def __init__(self, cfg: SipLineConfig):
         super().__init__(cfg.name)
         self.cfg = cfg
+        if cfg.transfer_attended:
+            self.capabilities = LineCapabilities(**{**self.capabilities.__dict__, "transfer_warm": True})
+        #: optional `async (briefing text) -> PCM16 8 kHz` (the runtime's TTS): spoken to the
+        #: transfer target on the consultation call of an attended transfer before joining
+        self.briefing_audio = None
         self.listen_host, self.listen_port = _hostport(cfg.listen)
         self.contact_host = cfg.contact_host or self.listen_host
         self.registrar = _hostport(cfg.registrar) if cfg.registrar else None
@@ -118,6 +143,7 @@ class SipLine(Line):
         self._clock_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ports_in_use: set[int] = set()
+        self._recently_ended: dict[str, SipCall] = {}
         self._next_port = self.rtp_lo + (self.rtp_lo % 2)
         self._nc: dict[str, int] = {}
         self._reg_call_id = os.urandom(8).hex()
@@ -309,6 +335,9 @@ class SipLine(Line):
             call.rtp.close()
         self._ports_in_use.discard(call.rtp_port)
         self.calls.pop(call.call_id, None)
+        self._recently_ended[call.call_id] = call
+        while len(self._recently_ended) > 16:
+            self._recently_ended.pop(next(iter(self._recently_ended)))
         call.mark_ended(cause)
         if not self.calls:
             if self.registered or not self.registrar:
@@ -343,6 +372,13 @@ class SipLine(Line):
             if self.gate.may_reject(addr):
                 self.endpoint.respond(req, make_response(req, 403, to_tag=new_tag()), addr)
             return
+        if req.method not in ("ACK", "CANCEL"):
+            required = [t.strip() for v in req.get_all("Require") for t in v.split(",") if t.strip()]
+            if required:  # §8.2.2.3: we support no extension a request can require
+                resp = make_response(req, 420, to_tag=new_tag())
+                resp.add("Unsupported", ", ".join(required))
+                self.endpoint.respond(req, resp, addr)
+                return
         handler = getattr(self, f"_in_{req.method.lower()}", None)
         if handler is None:
             if req.method == "ACK":
@@ -366,7 +402,6 @@ class SipLine(Line):
         resp = make_response(req, 200, to_tag=new_tag())
         resp.add("Allow", ALLOW)
         resp.add("Accept", "application/sdp")
-        resp.add("Supported", "replaces")
         resp.add("Contact", self.contact)
         self.endpoint.respond(req, resp, addr)
 
@@ -407,6 +442,7 @@ class SipLine(Line):
         call.negotiated = neg
         call._offer = req.body and sdpmod.parse_sdp(req.body)
         call.display_name = frm.display
+        call._learn_peer(req)
         self.calls[req.call_id] = call
         self.endpoint.respond(req, make_response(req, 100), addr)
         ringing = make_response(req, 180, to_tag=call.local_tag)
@@ -435,7 +471,6 @@ class SipLine(Line):
         resp = make_response(req, 200, to_tag=call.local_tag, body=body)
         resp.add("Contact", self.contact)
         resp.add("Allow", ALLOW)
-        resp.add("Supported", "replaces")
         self.endpoint.respond(req, resp, addr)
         call.answered_at = time.time()
         self.set_state("in_call", call.remote)
@@ -501,7 +536,9 @@ class SipLine(Line):
                                              call.call_id))
 
     def _in_notify(self, req: SipMessage, addr) -> None:
-        call = self.calls.get(req.call_id)
+        # a transferee may hang up before its final NOTIFY (PJSIP does): the REFER subscription
+        # outlives the dialog's INVITE usage (RFC 5057), so recently ended calls still take it
+        call = self.calls.get(req.call_id) or self._recently_ended.get(req.call_id)
         if call is None:
             self.endpoint.respond(req, make_response(req, 481), addr)
             return
@@ -565,15 +602,19 @@ class SipLine(Line):
         return SipUri(user=number, host=host, port=port if port != 5060 else None)
 
     async def dial(self, number: str, timeout_s: float = 60.0) -> SipCall:
+        return await self._dial(number, timeout_s)
+
+    async def _dial(self, number: str, timeout_s: float, consult: bool = False) -> SipCall:
         if self.endpoint is None:
             raise LineError(f"{self.name}: line not started")
-        active = [c for c in self.calls.values() if not c.ended.is_set()]
-        if len(active) >= self.cfg.max_calls:
+        active = [c for c in self.calls.values() if not c.ended.is_set() and not c.consult]
+        if len(active) >= self.cfg.max_calls + consult:
             raise LineError(f"{self.name}: busy (max_calls={self.cfg.max_calls})")
         target = self._target_uri(number)
         dest = (self.registrar if self.registrar else target.hostport())
         call_id = os.urandom(10).hex() + "@" + self.contact_host
         call = SipCall(self, "outbound", number, call_id)
+        call.consult = consult
         self.calls[call_id] = call
         invite = self._new_request("INVITE", str(target), f"<{target}>", call_id, 1, call.local_tag)
         invite.add("Allow", ALLOW)
@@ -637,6 +678,7 @@ class SipLine(Line):
 
     async def _confirm_outbound(self, call: SipCall, invite: SipMessage, resp: SipMessage, dest) -> None:
         call.dialog = Dialog.as_uac(invite, resp)
+        call._learn_peer(resp)
         ack, ack_dest = call.dialog.request("ACK", self.contact_host, self.local_port, self.contact,
                                             cseq=invite.cseq[0])
         for name in ("Authorization", "Proxy-Authorization"):
@@ -699,50 +741,108 @@ class SipLine(Line):
                 if self._authorize(bye, resp):
                     await self.endpoint.request(bye, dest)
 
-    async def _transfer(self, call: SipCall, target: str, mode: str, timeout_s: float = 30.0) -> bool:
-        """Blind transfer (RFC 3515 REFER, RFC 5589): wait for the NOTIFY saying 2xx, then BYE."""
+    async def _transfer(self, call: SipCall, target: str, mode: str, timeout_s: float = 30.0,
+                        refer_to: str | None = None, emit_mode: str = "blind") -> bool:
+        """Blind transfer (RFC 3515 REFER, RFC 5589): wait for the NOTIFY saying 2xx, then BYE.
+        `refer_to` (attended transfer) replaces the Refer-To built from `target`."""
         if mode != "blind":
-            raise LineError(f"{self.name}: only blind transfer is supported on SIP lines")
+            raise LineError(f"{self.name}: transfer mode {mode!r}: expected 'blind' or 'warm'")
         if call.dialog is None or call.state != "confirmed" or call.ended.is_set():
             raise LineError(f"{self.name}: transfer needs a connected call")
-        uri = self._target_uri(target)
+        if refer_to is None:
+            refer_to = f"<{self._target_uri(target)}>"
         refer, dest = call.dialog.request("REFER", self.contact_host, self.local_port, self.contact)
-        refer.add("Refer-To", f"<{uri}>")
+        refer.add("Refer-To", refer_to)
         refer.add("Referred-By", self.aor)
         refer.add("User-Agent", self.cfg.user_agent)
-        self._emit_transfer(call, target, "trying", "REFER sent")
+        self._emit_transfer(call, target, "trying", "REFER sent", emit_mode)
         resp = await self.endpoint.request(refer, dest)
         if resp.status in (401, 407) and self._authorize(refer, resp):
             resp = await self.endpoint.request(refer, dest)
         if not 200 <= resp.status < 300:
-            self._emit_transfer(call, target, "failed", f"REFER answered {resp.status} {resp.reason}")
+            self._emit_transfer(call, target, "failed", f"REFER answered {resp.status} {resp.reason}", emit_mode)
             return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
+            if call.ended.is_set():  # hung up by the transferee: its final NOTIFY may still come
+                deadline = min(deadline, loop.time() + 2.0) if call._notify.empty() else deadline
             remaining = deadline - loop.time()
-            if remaining <= 0 or call.ended.is_set() and call._notify.empty():
-                self._emit_transfer(call, target, "failed", "no final NOTIFY")
+            if remaining <= 0:
+                self._emit_transfer(call, target, "failed", "no final NOTIFY", emit_mode)
                 return False
             try:
-                frag = await asyncio.wait_for(call._notify.get(), remaining)
+                frag = await asyncio.wait_for(call._notify.get(), min(remaining, 0.5))
             except asyncio.TimeoutError:
                 continue
             first = frag.strip().splitlines()[0] if frag.strip() else ""
             parts = first.split()
             code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
             if 100 <= code < 200:
-                self._emit_transfer(call, target, "trying", first)
+                self._emit_transfer(call, target, "trying", first, emit_mode)
                 continue
             if 200 <= code < 300:
-                self._emit_transfer(call, target, "ok", first)
+                self._emit_transfer(call, target, "ok", first, emit_mode)
                 await self._hangup(call, "transferred")
                 return True
-            self._emit_transfer(call, target, "failed", first or "bad NOTIFY")
+            self._emit_transfer(call, target, "failed", first or "bad NOTIFY", emit_mode)
             return False
 
-    def _emit_transfer(self, call: SipCall, target: str, status: str, detail: str) -> None:
-        call.events.put_nowait(LineEvent("transfer", {"target": target, "mode": "blind", "status": status,
+    async def _attended_transfer(self, call: SipCall, target: str, briefing: str | None,
+                                 timeout_s: float = 30.0) -> bool:
+        """Attended transfer (RFC 5589 §7): call the target (consultation), brief it if a speaker is
+        set, then REFER the caller to it with Replaces naming the consultation dialog, so the
+        caller's new call takes its place. Where a peer does not allow it (the caller's Allow lacks
+        REFER, or the target does not support `replaces`), the consultation ends and the transfer
+        is blind."""
+        if call.dialog is None or call.state != "confirmed" or call.ended.is_set():
+            raise LineError(f"{self.name}: transfer needs a connected call")
+        if call.remote_allow is not None and "REFER" not in call.remote_allow:
+            raise LineError(f"{self.name}: the caller's UA does not allow REFER; cannot transfer")
+        self._emit_transfer(call, target, "trying", "consultation call", "attended")
+        try:
+            consult = await self._dial(target, timeout_s, consult=True)
+        except LineError as exc:
+            self._emit_transfer(call, target, "failed", f"consultation call: {exc}", "attended")
+            return False
+        try:
+            if briefing and self.briefing_audio is not None:
+                try:
+                    pcm = await self.briefing_audio(briefing)
+                    consult.play(pcm)
+                    end = asyncio.get_running_loop().time() + len(pcm) / 8000.0 + 2.0
+                    while consult.queued_playout_ms > 0 and not consult.ended.is_set() \
+                            and asyncio.get_running_loop().time() < end:
+                        await asyncio.sleep(0.05)
+                except Exception as exc:  # noqa: BLE001 - a TTS failure must not lose the caller
+                    log.warning("%s: briefing failed: %s", self.name, exc)
+            if consult.ended.is_set() or call.ended.is_set():
+                self._emit_transfer(call, target, "failed", "a party hung up during the consultation",
+                                    "attended")
+                return False
+            if "replaces" not in consult.remote_supported:
+                self._emit_transfer(call, target, "trying", "target does not support Replaces: blind",
+                                    "attended")
+                await self._hangup(consult, "consulted")
+                await asyncio.sleep(0.2)  # let the target see the BYE before the caller's INVITE
+                return await self._transfer(call, target, "blind", timeout_s, emit_mode="attended")
+            d = consult.dialog
+            replaces = quote(f"{d.call_id};to-tag={d.remote_tag};from-tag={d.local_tag}", safe="")
+            uri = consult.invite.uri if consult.invite is not None else str(d.remote_target)
+            ok = await self._transfer(call, target, "blind", timeout_s, refer_to=f"<{uri}?Replaces={replaces}>",
+                                      emit_mode="attended")
+            if ok:  # the target ends the replaced consultation itself; make sure it is gone
+                try:
+                    await asyncio.wait_for(consult.ended.wait(), 64 * self.cfg.t1_ms / 1000.0)
+                except asyncio.TimeoutError:
+                    pass
+            return ok
+        finally:
+            if not consult.ended.is_set():
+                await self._hangup(consult, "consulted")
+
+    def _emit_transfer(self, call: SipCall, target: str, status: str, detail: str, mode: str = "blind") -> None:
+        call.events.put_nowait(LineEvent("transfer", {"target": target, "mode": mode, "status": status,
                                                       "detail": detail}, call.call_id))
 
     # ---- registration --------------------------------------------------------------------
