@@ -135,3 +135,30 @@ def test_clock_drift_unbiased_by_a_busy_host():
                 late += rng.uniform(0, 0.060)
             c.tick(50.0 + n * period + late)
         assert abs(c.drift_ppm - ppm) < 15, (ppm, c.drift_ppm)
+
+
+def test_udev_rules_are_well_formed():
+    """firmware-config/99-appliance-modems.rules: every rule is KEY op "value" pairs udev knows,
+    and each stable name a line config would use is created."""
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "firmware-config" / "99-appliance-modems.rules"
+    pair = re.compile(r'\s*([A-Z_]+(?:\{[A-Za-z_]+\})?)\s*(==|!=|\+=|=)\s*"([^"]*)"\s*(?:,|$)')
+    known = {"ACTION", "SUBSYSTEM", "SUBSYSTEMS", "ATTRS", "ENV", "SYMLINK", "GOTO", "LABEL"}
+    links = set()
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        pos, keys = 0, []
+        while pos < len(line):
+            m = pair.match(line, pos)
+            assert m, f"{path.name}:{n}: cannot parse from column {pos}: {line[pos:]!r}"
+            key = m.group(1).split("{")[0]
+            assert key in known, f"{path.name}:{n}: unknown key {key}"
+            keys.append((m.group(1), m.group(2), m.group(3)))
+            pos = m.end()
+        links |= {v for k, op, v in keys if k == "SYMLINK"}
+        if any(k == "SYMLINK" for k, _, _ in keys):
+            assert any(k == "ATTRS{idVendor}" and op == "==" for k, op, _ in keys), f"{path.name}:{n}"
+    assert links == {"appliance/voice-modem", "appliance/gsm-at", "appliance/gsm-audio"}
