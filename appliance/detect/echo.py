@@ -82,6 +82,7 @@ class DelayEstimator:
         self._frames = 0
         self._candidate: int | None = None
         self.delay_samples: int | None = None
+        self.moving = False   # the last clear estimate disagrees with the adopted delay: the path moved
         self.peak_ratio = 0.0
 
     @property
@@ -120,10 +121,12 @@ class DelayEstimator:
         if self.peak_ratio < self.min_peak_ratio:
             return False
         d = int(lags[best]) + self.max_lag
+        self.moving = self.delay_samples is not None and abs(d - self.delay_samples) > 16
         if self._candidate is not None and abs(d - self._candidate) <= 16:
             self._candidate = d
             if self.delay_samples is None or abs(d - self.delay_samples) > 16:
                 self.delay_samples = d
+                self.moving = False
                 return True
         else:
             self._candidate = d
@@ -154,11 +157,17 @@ class EchoCanceller:
         self._ref_hist = np.zeros(int(self.max_delay_ms * sample_rate / 1000) + self.frame_size, dtype=np.int16)
         self._shift = 0
         self.frames = 0
+        self.generation = 0   # bumped whenever the adaptive filter starts over (the gate relearns)
 
     @property
     def delay_ms(self) -> float | None:
         """The bulk echo delay found, if any (ms)."""
         return self._delay.delay_ms
+
+    @property
+    def path_moving(self) -> bool:
+        """The echo's delay seems to have moved and the filter has not caught up yet."""
+        return self._delay.moving
 
     @property
     def linear_output(self) -> np.ndarray:
@@ -171,6 +180,7 @@ class EchoCanceller:
         self._ref_hist[:] = 0
         self._shift = 0
         self.frames = 0
+        self.generation += 1
 
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """int16[160] received, int16[160] played at the same time -> int16[160] with the echo removed."""
@@ -189,6 +199,7 @@ class EchoCanceller:
                 if new_shift != self._shift:
                     self._shift = new_shift
                     self._core.reset()   # the old filter models a path that moved
+                    self.generation += 1
             end = len(self._ref_hist) - self._shift
             ref = np.ascontiguousarray(self._ref_hist[end - n:end])
         return np.asarray(self._core.process(mic, ref), dtype=np.int16)
@@ -214,11 +225,22 @@ class EchoGate:
 
     While nothing was played in the last `max_delay_ms` + tail, VAD speech is the caller's. While we
     play, VAD speech counts only if the cleaned mic is louder than what our echo could explain:
-    `ref level + echo ratio + margin`, where the echo ratio is an upper quantile of (clean - ref) in dB
-    tracked over frames where we play. It starts at 0 dB (echo as loud as what we play: nothing but a
-    caller louder than our own voice counts) and learns down within a second or two of playout as the
-    canceller converges. Double-talk frames are few (barge-in stops playout), so the quantile follows
-    the echo, not the caller."""
+    `ref level + echo ratio + margin`. The echo ratio is the highest (clean - ref) in dB over the last
+    `_HISTORY` frames in which we played and the mic did not sound like the caller (a short window, so
+    that it follows the canceller as it converges; the highest, so that echo peaks stay under it).
+    Until `_MIN_LEARNED` such frames are seen (and again whenever the canceller starts over, e.g. when
+    the line's delay moved) it is 0 dB: echo as loud as what we play, so only a caller louder than our
+    own voice counts. It drops to the canceller's real residual within about half a second of playout.
+
+    After two consecutive frames above the threshold, VAD speech stays the caller's for
+    `_HANGOVER_FRAMES` frames even if the level dips under it (syllable gaps under our echo); the
+    hangover only extends frames that passed, so echo alone still never counts. `speech_is_caller` keeps no state: it may be asked
+    more than once per frame (debounced and raw VAD verdicts)."""
+
+    _HISTORY = 50           # frames (1 s) of echo ratios kept
+    _MIN_LEARNED = 25       # frames (0.5 s) of playout before the learned ratio is trusted
+    _HANGOVER_FRAMES = 3
+    _VAD_LAG_FRAMES = 10    # the VAD still says speech this long (200 ms) after the echo stopped
 
     def __init__(self, config: EchoConfig | None = None, canceller: EchoCanceller | None = None,
                  sample_rate: int = LINE_RATE):
@@ -227,14 +249,22 @@ class EchoGate:
         frame_ms = 20
         span = int((self.config.max_delay_ms + (canceller.tail_ms if canceller else self.config.tail_ms)) / frame_ms) + 2
         self._ref_db = deque([-120.0] * span, maxlen=span)
+        self._ratios: deque[float] = deque(maxlen=self._HISTORY)
+        self._erles: deque[float] = deque(maxlen=self._HISTORY)
         self.reset_statistics()
         self.state: GateState | None = None
 
     def reset_statistics(self) -> None:
-        self._ratio_q = 0.0     # upper quantile of clean - ref (dB) in echo frames
+        """Forget what the echo looked like (the canceller started over): back to 0 dB."""
+        self._ratios.clear()
+        self._erles.clear()
+        self._ratio_q = 0.0     # highest clean - ref (dB) in recent echo frames
         self._erle_q = 0.0      # median of raw - clean (dB) in echo frames
         self._noise_db = -120.0
-        self._learned = 0
+        self._hang = 0
+        self._above = 0
+        self._since_active = 10 ** 6
+        self._generation = self.canceller.generation if self.canceller is not None else 0
 
     def reset(self) -> None:
         self._ref_db.extend([-120.0] * self._ref_db.maxlen)
@@ -256,36 +286,46 @@ class EchoGate:
     def update(self, mic_raw: np.ndarray, mic_clean: np.ndarray, ref: np.ndarray) -> None:
         """One frame: what the line returned, the canceller's output, and what we played."""
         cfg = self.config
+        if self.canceller is not None and (self.canceller.generation != self._generation
+                                           or (self.canceller.path_moving and self._ratios)):
+            self.reset_statistics()   # the filter starts over or is about to: echo may be loud again
         self._ref_db.append(_dbfs(ref))
         ref_db = self._ref_window_db()
         clean_db = _dbfs(mic_clean)
         raw_db = _dbfs(mic_raw)
         active = ref_db > cfg.ref_active_dbfs
+        self._since_active = 0 if active else self._since_active + 1
         # noise floor of the cleaned signal: follows dips at once, rises slowly (1 dB/s)
         self._noise_db = clean_db if clean_db < self._noise_db else self._noise_db + 0.02
         threshold = -120.0
-        if active:
+        if not active and self._since_active <= self._VAD_LAG_FRAMES:
+            # our echo has stopped but the VAD's window and hangover may still be on it: only sound
+            # above the caller floor and the noise counts
+            active = True
+            threshold = max(cfg.caller_floor_dbfs, self._noise_db + cfg.gate_margin_db)
+        elif active:
             threshold = max(cfg.caller_floor_dbfs, self._noise_db + cfg.gate_margin_db,
                             ref_db + self._ratio_q + cfg.gate_margin_db)
             # learn from frames loud enough that the residual is echo, not line noise, and that do not
             # already look like the caller (double talk would teach the gate to ignore the caller)
             if ref_db > cfg.ref_active_dbfs + 15.0 and clean_db <= threshold:
-                ratio = clean_db - ref_db
-                step = 2.0 if self._learned < 50 else 0.3
-                self._ratio_q += step * (0.9 if ratio > self._ratio_q else -0.1)
-                self._ratio_q = min(self._ratio_q, 0.0)
-                self._erle_q += step * (0.5 if (raw_db - clean_db) > self._erle_q else -0.5)
-                self._learned += 1
+                self._ratios.append(clean_db - ref_db)
+                self._erles.append(raw_db - clean_db)
+                if len(self._ratios) >= self._MIN_LEARNED:
+                    self._ratio_q = min(0.0, max(self._ratios))
+                    self._erle_q = float(np.median(self._erles))
+        self._above = self._above + 1 if (active and clean_db > threshold) else 0
+        self._hang = self._HANGOVER_FRAMES if self._above >= 2 else max(0, self._hang - 1)
         self.state = GateState(ref_db, clean_db, raw_db, self._ratio_q, threshold, active, self._erle_q)
 
     def speech_is_caller(self, vad_is_speech: bool) -> bool:
-        """True if the VAD's speech on this frame is the caller's and not only our echo."""
+        """True if the VAD's speech on this frame is the caller's and not only our echo (after `update`)."""
         if not vad_is_speech:
             return False
         st = self.state
         if st is None or not st.ref_active:
             return True
-        return st.clean_dbfs > st.threshold_dbfs
+        return st.clean_dbfs > st.threshold_dbfs or self._hang > 0
 
 
 # ---- simulated line echo --------------------------------------------------------------------------
