@@ -90,6 +90,11 @@ class LlmAgent:
                 max_retries=0, timeout=self.cfg.timeout_ms / 1000.0 + 30.0)
         return self._client
 
+    def prepare(self) -> None:
+        """Import the client library and build the client now (blocking, ~1 s cold): on a call's
+        first turn that would stall the event loop, and eat into the first-token budget."""
+        self._get_client()
+
     async def aclose(self) -> None:
         if self._own_client and self._client is not None:
             try:

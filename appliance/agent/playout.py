@@ -14,6 +14,8 @@ import numpy as np
 
 from ..audio import SAMPLES_PER_FRAME
 
+SAMPLES_PER_CHAR = 560   # ~14 characters of text per second of speech at 8 kHz, until measured
+
 
 @dataclass
 class _Piece:
@@ -126,8 +128,13 @@ class Speaker:
             self.done.set()
 
     def heard_text(self) -> str:
-        """The words of this reply that reached the line (whole pieces, then a share of the cut one)."""
+        """The words of this reply that reached the line (whole pieces, then a share of the cut one).
+
+        A piece still being synthesized (the voice speaks it sentence by sentence) is measured
+        against its expected length from its characters, at this voice's rate so far."""
         played = self.played
+        done = [p for p in self._pieces if p.complete and p.samples > 0]
+        per_char = (sum(p.samples for p in done) / max(1, sum(len(p.text) for p in done))) if done else SAMPLES_PER_CHAR
         words: list[str] = []
         for p in self._pieces:
             if played >= p.start + p.samples and p.complete:
@@ -135,7 +142,8 @@ class Speaker:
                     words.extend(p.text.split())
                 continue
             if played > p.start and p.samples > 0 and not p.filler:
-                share = (played - p.start) / max(p.samples, 1)
+                total = p.samples if p.complete else max(p.samples, len(p.text) * per_char)
+                share = (played - p.start) / max(total, 1)
                 ws = p.text.split()
                 words.extend(ws[:int(len(ws) * min(share, 1.0))])
             break

@@ -202,6 +202,7 @@ class CallSession:
         if cfg.llm is not None:
             from .llm import LlmAgent
             agent = LlmAgent(cfg.llm, self.acfg.persona, client=self._llm_client)
+            await loop.run_in_executor(None, agent.prepare)
             self.dialogue = LlmDialogue(agent, self.acfg.greeting)
         else:
             flow = await loop.run_in_executor(None, engines.load_callflow, self.acfg.call_flow)
@@ -297,6 +298,8 @@ class CallSession:
                     raise _CallOver() from None
                 continue
             if ev.type == "hangup":
+                if ev.data.get("cause") == "transferred":   # the line completed our transfer
+                    self.end_reason = "transferred"
                 self.end_reason = self.end_reason or ("remote hangup" if not self._closing else ev.data.get("cause"))
                 if self.speaker is not None:
                     self.speaker.stop()   # urgent: nothing more goes to the line
