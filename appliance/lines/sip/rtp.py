@@ -164,7 +164,8 @@ class RtpSession:
         self._dtmf_in_ts: int | None = None
         self._dtmf_in_done: set[int] = set()
         self._inband: deque[np.ndarray] = deque()
-        self._next_rtcp = time.monotonic() + RTCP_INTERVAL_S
+        # RFC 3550 §6.2: the first report after half the minimum interval, randomised
+        self._next_rtcp = time.monotonic() + RTCP_INTERVAL_S / 2 * random.uniform(0.5, 1.5)
         self.remote_report: dict | None = None
 
     async def start(self) -> None:
@@ -288,6 +289,12 @@ class RtpSession:
                     self.remote_report = {"fraction_lost": block["fraction_lost"],
                                           "cumulative_lost": block["cumulative_lost"],
                                           "jitter_ms": block["jitter"] / 8.0}
+                    if block["lsr"]:  # RFC 3550 §6.4.1: RTT = now - LSR - DLSR (1/65536 s units)
+                        now = time.time() + 2208988800.0
+                        mid = ((int(now) & 0xFFFF) << 16) | int((now % 1.0) * 65536)
+                        rtt = ((mid - block["lsr"] - block["dlsr"]) & 0xFFFFFFFF) / 65536.0
+                        if rtt < 60.0:
+                            self.remote_report["rtt_ms"] = round(rtt * 1000.0, 2)
                     self.call.events.put_nowait(LineEvent(
                         "metrics", {"rtcp": "remote", **self.remote_report,
                                     "local": self.receive_stats()}, self.call.call_id))
