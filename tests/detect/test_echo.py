@@ -121,3 +121,23 @@ def test_delay_estimator_finds_the_bulk_delay(agent):
         ref = agent[k * FRAME:(k + 1) * FRAME]
         est.update(path.process(ref), ref)
     assert est.delay_ms == pytest.approx(170, abs=2)
+
+
+def test_no_barge_in_when_the_echo_path_moves_mid_call(agent):
+    """The line's delay jumps from 60 to 160 ms: until the canceller re-locks the echo comes back
+    uncancelled at full level. Level says "caller"; coherence with our playout says "echo"."""
+    ec = EchoCanceller(128, implementation="compiled")
+    gate = EchoGate(EchoConfig(), ec)
+    vad = bench_echo._Vad()
+    before, after = EchoPath(60, 6, -65), EchoPath(160, 6, -65, seed=5)
+    play = np.resize(agent, 600 * FRAME)
+    run = longest = 0
+    for k in range(600):
+        ref = play[k * FRAME:(k + 1) * FRAME]
+        mic = (before if k < 300 else after).process(ref)
+        clean = ec.process(mic, ref)
+        gate.update(mic, clean, ref)
+        run = run + 1 if gate.speech_is_caller(vad(clean)) else 0
+        longest = max(longest, run)
+    assert ec.delay_ms == pytest.approx(160, abs=2) and ec.generation >= 2
+    assert longest * 20 < 60, f"caller-attributed echo ran {longest * 20} ms (a pause needs 60)"
