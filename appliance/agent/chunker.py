@@ -1,8 +1,9 @@
 """Split streamed LLM text into speakable pieces as early as possible.
 
 TTS starts on the first complete clause while the LLM is still streaming: the first piece is cut
-at a clause boundary (comma, colon, dash) once it has at least `first_min_chars`, later pieces at
-sentence ends (or a clause boundary once they grow past `max_chars`). Decimal points ("3.5"),
+at a clause boundary (comma, colon, dash) once it has at least `first_min_chars` ("Sure," is
+enough: the caller is waiting for the first sound), or after `first_max_words` words without one;
+later pieces at sentence ends (or a clause boundary once they grow past `max_chars`). Decimal points ("3.5"),
 common abbreviations ("Dr.", "e.g.") and times ("10:30") never end a piece.
 """
 from __future__ import annotations
@@ -20,8 +21,10 @@ _CLAUSE_END = set(",:—–")
 class SentenceChunker:
     """Feed text deltas with `push(delta) -> list[str]`; call `flush()` at the end of the stream."""
 
-    def __init__(self, first_min_chars: int = 12, min_chars: int = 24, max_chars: int = 160):
+    def __init__(self, first_min_chars: int = 4, min_chars: int = 12, max_chars: int = 160,
+                 first_max_words: int = 8):
         self.first_min_chars = first_min_chars
+        self.first_max_words = first_max_words
         self.min_chars = min_chars
         self.max_chars = max_chars
         self._buf = ""
@@ -65,6 +68,10 @@ class SentenceChunker:
                 first = self._emitted == 0 and i + 1 >= self.first_min_chars
                 if first or i + 1 >= self.max_chars:
                     return i + 1
+        if self._emitted == 0:   # a long opening clause: start speaking after a few words anyway
+            spaces = [m.start() for m in re.finditer(r"\S\s", buf)]
+            if len(spaces) >= self.first_max_words:
+                return spaces[self.first_max_words - 1] + 1
         if len(buf) > self.max_chars * 2:  # runaway text without punctuation: cut at a space
             space = buf.rfind(" ", 0, self.max_chars)
             if space > 0:

@@ -8,6 +8,7 @@ line, which `heard_text()` maps back to words for the truncated history.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,8 @@ class Speaker:
         self.stopped = False
         self.tts_done = False      # no more audio will be added
         self.starved_frames = 0    # mid-piece moments where the line had less than a frame queued
+        self.tts_gap_ms = 0.0      # time the line ran dry mid-reply waiting for TTS
+        self._dry_since: float | None = None
         self.done = asyncio.Event()
         self._buf = np.zeros(0, dtype=np.int16)
 
@@ -84,6 +87,13 @@ class Speaker:
         if self.stopped or self.done.is_set():
             return
         queued = self.call.tx.available()
+        dry = (self._written > 0 and not self.paused and not self.tts_done and queued == 0
+               and self._total <= self._written)
+        if dry and self._dry_since is None:
+            self._dry_since = time.monotonic()
+        elif not dry and self._dry_since is not None:
+            self.tts_gap_ms += (time.monotonic() - self._dry_since) * 1000.0
+            self._dry_since = None
         if not self.paused:
             pending = self._total - self._written
             if pending > 0 and queued < SAMPLES_PER_FRAME and self._written > 0 and self.played < self._written:

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 EmitFn = Callable[[str, dict], None]
 FRAME_MS = 20.0
 AUDIBLE = 64                 # |sample| above this on the line is agent audio (not codec noise)
-SPECULATE_AFTER_MS = 100     # caller pause after which the transcript is decoded ahead of the endpoint
+SPECULATE_AFTER_MS = 100     # quiet after a burst over the agent before its transcript is looked at
+SPECULATE_RAW_QUIET_MS = 60  # caller pause (undebounced VAD) after which the turn is decoded ahead of the endpoint
 FALSE_BARGE_QUIET_MS = 240   # quiet after a short burst of caller speech: resume the agent
 PRE_ROLL_FRAMES = 6          # audio kept before the caller's speech onset for STT (the VAD's onset delay)
 BARGE_IN_SURE_MS = 1000      # caller speech this long over the agent is an interruption, whatever it says
@@ -163,6 +164,8 @@ class CallSession:
         self._interrupted_last = False
         self._deferred_endpoint: float | None = None
         self.false_barge_ins = 0
+        self.starved_frames = 0      # playout pacing misses, summed over the call's replies
+        self.tts_gap_ms = 0.0        # mid-reply waits for TTS, summed
 
     # ---- events -----------------------------------------------------------------------------
     def emit(self, type_: str, data: dict) -> None:
@@ -387,7 +390,7 @@ class CallSession:
             self._submit_stt(self._take_pending(), None)
         if (self._collecting and not self.endpointer.in_turn and self._quiet_ms >= 600 and self._barge is None):
             self._forget_burst()   # a click or a cough the endpointer did not take as a turn
-        if (self._collecting and self._raw_quiet_ms == SPECULATE_AFTER_MS and self._spec_job is None):
+        if (self._collecting and self._raw_quiet_ms == SPECULATE_RAW_QUIET_MS and self._spec_job is None):
             # the caller paused: decode now, so the transcript is ready when the endpointer decides
             self._spec_job = self._submit_stt(self._take_pending(flush=True), "partial")
 
@@ -414,13 +417,19 @@ class CallSession:
         stream = self._stt_stream
 
         def job():
+            t0 = time.perf_counter()
             for f in frames:
                 stream.accept(f)
+            t1 = time.perf_counter()
+            text = None
             if then == "partial":
-                return stream.partial()
-            if then == "final":
-                return stream.finalize()
-            return None
+                text = stream.partial()
+            elif then == "final":
+                text = stream.finalize()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("stt %s: %d frames accepted in %.0f ms, %s in %.0f ms: %r", self.call.call_id, len(frames),
+                          (t1 - t0) * 1000, then, (time.perf_counter() - t1) * 1000, text)
+            return text
 
         fut = self._loop.run_in_executor(self._stt_pool, job)
         if then == "partial":
@@ -745,6 +754,8 @@ class CallSession:
             pieces.put_nowait(None)
             await worker
             await sp.done.wait()
+            self.starved_frames += sp.starved_frames
+            self.tts_gap_ms += sp.tts_gap_ms
         except asyncio.CancelledError:
             cancel.set()
             sp.stop()
