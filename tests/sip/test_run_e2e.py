@@ -74,7 +74,7 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
         box = Box(tmp_path / "box", box_config(tmp_path, [front, back], broker)).start()
         try:
             mq.wait(
-                lambda: all(ln["state"] == "idle" for ln in mq.on("/health")[-1]["lines"].values()),
+                lambda: [ln["state"] for ln in mq.on("/health")[-1]["lines"].values()] == ["idle", "idle"],
                 90,
                 "both lines idle in health",
             )
@@ -152,7 +152,10 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
 
 @needs_kamailio
 def test_handoff_transfers_with_refer_through_kamailio(
-    tmp_path, baresip_factory, kamailio_factory, monkeypatch
+    tmp_path,
+    kamailio_factory,  # set up first, torn down last: the UAs unregister on the way out
+    baresip_factory,
+    monkeypatch,
 ):
     kam = kamailio_factory(password="s3cret")
     monkeypatch.setenv("BOX_SIP_PASSWORD", "s3cret")
