@@ -23,7 +23,7 @@ are 0.5-1.1 s; 1200 still cut one caller off), `min_silence_ms: 500`, `question_
 alone: its P(complete) at 200 ms into the mid-turn pause vs 200 ms after a complete turn (accuracy
 at 0.5, and the ms per inference), on the phone-band audio and on the clean 16 kHz rendition.
 
-    python tools/bench_endpoint.py [--corpus DIR] [--voices espeak,espeak-f,piper] [--json]
+    python tools/bench_endpoint.py [--corpus DIR] [--voices espeak,espeak-f,piper] [--assume-inference-ms 100] [--json]
 """
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def transcript_at(item: dict, t_ms: float, lag_ms: float) -> str | None:
     return _words(item["text_a"]) if t_ms >= item["speech_end_ms"] + lag_ms else None
 
 
-def run_strategy(items, frames, config: EndpointConfig, use_transcript: bool, lag_ms: float, model=None) -> dict:
+def run_strategy(items, frames, config: EndpointConfig, use_transcript: bool, lag_ms: float, model=None,
+                 assumed_inference_ms: float | None = None) -> dict:
     """Every turn through one Endpointer configuration. The model runs in line (background=False), so
     its answer counts only from question time + its measured inference time, as on a live call."""
     cut_inc = cut_comp = 0
@@ -92,7 +93,7 @@ def run_strategy(items, frames, config: EndpointConfig, use_transcript: bool, la
     cut_items, inference = [], []
     never = 0
     for (item, pcm), speech in zip(items, frames, strict=True):
-        ep = Endpointer(config, model=model, background=False)
+        ep = Endpointer(config, model=model, background=False, assumed_inference_ms=assumed_inference_ms)
         decided = None
         for k, is_speech in enumerate(speech):
             t = k * 20.0
@@ -200,6 +201,11 @@ def run(args) -> dict:
         strategies += [("semantic_only", sem, False), ("adaptive_semantic", sem, True)]
     for name, cfg, use_tr in strategies:
         result["strategies"][name] = run_strategy(items, frames, cfg, use_tr, args.stt_lag_ms, model if cfg.semantic else None)
+    if model is not None and args.assume_inference_ms is not None:
+        # the same, as if the model answered in a fixed time (an idle x86 core: ~60-100 ms)
+        for name, use_tr in (("semantic_only", False), ("adaptive_semantic", True)):
+            result["strategies"][f"{name}@{args.assume_inference_ms:.0f}ms"] = run_strategy(
+                items, frames, sem, use_tr, args.stt_lag_ms, model, assumed_inference_ms=args.assume_inference_ms)
     # ratios against the fixed-timeout baseline of the same run
     b = result["strategies"]["silence_500"]
     for s in result["strategies"].values():
@@ -249,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--voices", default="espeak,espeak-f,piper")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stt-lag-ms", type=float, default=200.0, help="partial transcript arrives this long after speech stops")
+    p.add_argument("--assume-inference-ms", type=float, default=100.0,
+                   help="also run the semantic strategies as if each inference took this long (0 or less: skip)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.assume_inference_ms is not None and args.assume_inference_ms <= 0:
+        args.assume_inference_ms = None
     r = run(args)
     print(json.dumps(r, indent=1) if args.json else report(r))
     return 0

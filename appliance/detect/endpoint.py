@@ -173,16 +173,20 @@ class EndpointDecision:
 class Endpointer:
     """Decides, frame by frame, when the caller's turn is over. One per call; not thread-safe."""
 
-    def __init__(self, config: EndpointConfig | None = None, model=None, *, background: bool = True):
+    def __init__(self, config: EndpointConfig | None = None, model=None, *, background: bool = True,
+                 assumed_inference_ms: float | None = None):
         """`model`: an object with `probability(int16_16k) -> float` (default: the shared smart-turn model,
         loaded on first use when `config.semantic`; if it cannot be loaded the endpointer logs once and
         carries on with silence and transcript rules). `background`: run the model on a worker thread
-        (see the module notes)."""
+        (see the module notes). `assumed_inference_ms` (in-line mode only, for benchmarks): count the
+        model's answer from question time + this instead of the measured inference time, to see what
+        a faster (or slower) machine would get."""
         self.config = config or EndpointConfig()
         self._model = model
         self._model_failed = False
         self.model_error: str | None = None   # why semantic endpointing is off, if it is
         self.background = background
+        self.assumed_inference_ms = assumed_inference_ms
         self.inference_ms: list[float] = []    # measured model inferences (for benchmarks and logs)
         keep_16k = int(self.config.semantic_window_s * 16000)
         self._audio16 = deque(maxlen=max(1, keep_16k // (2 * LINE_RATE * FRAME_MS // 1000) + 1))
@@ -311,7 +315,8 @@ class Endpointer:
                     self._model_broke(exc)
                     return None
                 self.inference_ms.append(ms)
-                self._semantic_p, self._semantic_ready_ms = p, now_ms + ms
+                delay = ms if self.assumed_inference_ms is None else self.assumed_inference_ms
+                self._semantic_p, self._semantic_ready_ms = p, now_ms + delay
         if self._future is not None:
             if not self._future.done():
                 return None
