@@ -420,6 +420,9 @@ class Runtime:
             session.end_reason = "shutdown"
         if call.ended.is_set():
             return
+        if call.answered_at is None and ac.task is not None and not ac.task.done():
+            # still ringing (the session is loading): stop it; its clean-up declines the call
+            ac.task.cancel()
         pcm = self._goodbye
         if (
             pcm is not None
