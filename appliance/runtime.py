@@ -208,6 +208,8 @@ class LineRunner:
                     time.monotonic() - self.down_since,
                 )
                 self.restarts += 1
+            elif error:
+                log.warning("line %s (%s): started, but %s; it keeps trying", self.name, self.cfg.type, error)
             else:
                 log.info("line %s (%s): up, %s", self.name, self.cfg.type, line.state)
             self.down_since, self.failed_attempts = None, 0
@@ -331,7 +333,7 @@ class Runtime:
         self._stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_logged()))
+        loop.add_signal_handler(signal.SIGHUP, self._spawn, self._reload_logged)
         try:
             await self.start()
             await self._stop_requested.wait()
@@ -340,6 +342,11 @@ class Runtime:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         return 0
+
+    def _spawn(self, make_coro) -> None:
+        task = asyncio.ensure_future(make_coro())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def request_stop(self, why: str = "request") -> None:
         if self._stop_requested is not None and self._stop_requested.is_set():
@@ -454,9 +461,7 @@ class Runtime:
             why = "shutting down" if self.stopping else f"line busy ({limit} call(s) in progress)"
             log.info("line %s: refused a call from %s: %s", runner.name, caller_id or "unknown", why)
             self.stats.busy_refused += 1
-            task = asyncio.ensure_future(_quietly(call.hangup("busy")))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(lambda: _quietly(call.hangup("busy")))
             return
         log.info("line %s: incoming call %s from %s", runner.name, call.call_id, caller_id or "unknown")
         self._start_session(runner, call)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -289,6 +290,8 @@ def test_sigterm_during_a_call_ends_it_politely_and_events_reach_mosquitto(tmp_p
         ).start()
         try:
             box.wait_log("line desk (sip): up", 90)
+            box.proc.send_signal(signal.SIGHUP)  # re-read the (unchanged) file: nothing restarts
+            box.wait_log("SIGHUP: config applied", 10)
             bob.command("dial", f"sip:box@127.0.0.1:{sip_port}")
             mq.wait(
                 lambda: any(
