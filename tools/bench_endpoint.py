@@ -153,7 +153,7 @@ def model_alone(items, model, corpus_dir, check_ms: float = 200.0) -> dict:
         out[band] = _verdicts(items, probs, 0.5)
         out[band]["inference_ms"] = _pct(times)
         out[band]["by_voice"] = {v: _verdicts([it for it in items if it[0]["voice"] == v],
-                                              [p for it, p in zip(items, probs) if it[0]["voice"] == v], 0.5)
+                                              [p for it, p in zip(items, probs, strict=True) if it[0]["voice"] == v], 0.5)
                                  for v in sorted({it["voice"] for it, _ in items})}
         out[band]["balanced_accuracy_by_threshold"] = {
             f"{th:.1f}": _verdicts(items, probs, th)["balanced_accuracy"] for th in np.arange(0.1, 0.96, 0.1)}
@@ -161,11 +161,11 @@ def model_alone(items, model, corpus_dir, check_ms: float = 200.0) -> dict:
 
 
 def _verdicts(items, probs, threshold: float) -> dict:
-    comp = [p for (it, _), p in zip(items, probs) if it["kind"] == "complete"]
-    inc = [p for (it, _), p in zip(items, probs) if it["kind"] == "incomplete"]
+    comp = [p for (it, _), p in zip(items, probs, strict=True) if it["kind"] == "complete"]
+    inc = [p for (it, _), p in zip(items, probs, strict=True) if it["kind"] == "incomplete"]
     cc = float(np.mean(np.asarray(comp) >= threshold)) if comp else 0.0
     ii = float(np.mean(np.asarray(inc) < threshold)) if inc else 0.0
-    correct = sum((p >= threshold) == (it["kind"] == "complete") for (it, _), p in zip(items, probs))
+    correct = sum((p >= threshold) == (it["kind"] == "complete") for (it, _), p in zip(items, probs, strict=True))
     return {"accuracy": round(correct / max(1, len(items)), 3), "balanced_accuracy": round((cc + ii) / 2, 3),
             "complete_judged_complete": round(cc, 3), "incomplete_judged_incomplete": round(ii, 3)}
 
