@@ -46,10 +46,18 @@ def rule_reply(messages: list[dict]) -> Reply:
             break
     low = user.lower()
     if re.search(r"\b(person|human|someone|somebody|operator|colleague|representative|agent)\b", low):
-        return {"text": "Of course.", "tool": "transfer_to_human",
+        return {"text": "Of course, let me put you through to a colleague.", "tool": "transfer_to_human",
                 "args": {"reason": "caller asked for a person", "summary": f"Caller said: {user[:200]}"}}
     if re.search(r"\b(bye|goodbye|that's all|that is all)\b", low):
         return {"text": "Thanks for calling, goodbye.", "tool": "end_call", "args": {"reason": "caller said goodbye"}}
+    name = re.search(r"\bname is ([a-z]+(?: [a-z]+)?)", low)
+    if name:
+        return {"text": f"Thanks, {name.group(1).title()}. Which day would suit you?"}
+    if re.search(r"\b(book|appointment|visit)\b", low):
+        if re.search(r"\b(monday|tuesday|wednesday|thursday|friday|saturday)\b", low):
+            return {"text": "Yes, that works. We have free slots at nine, ten and eleven in the morning. Which time "
+                            "would you like, and can I have your name for the booking?"}
+        return {"text": "Sure, I can book that for you. Can I have your name, please?"}
     if re.search(r"\bsundays?\b", low):
         return {"text": "We're closed on Sundays, but we're open on Saturday mornings from nine to twelve."}
     if not low.strip():

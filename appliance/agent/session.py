@@ -352,9 +352,13 @@ class CallSession:
 
     def _first_audio_check(self, ref: np.ndarray, t: float) -> None:
         turn = self._await_audio
-        if turn is None:
+        if turn is None and self.state != "thinking":
             return
         loud = np.flatnonzero(np.abs(ref.astype(np.int32)) > AUDIBLE)
+        if len(loud) and self.state == "thinking":
+            self._set_state("speaking")   # the reply (or a filler) is on the line
+        if turn is None:
+            return
         if len(loud):
             turn.first_audio_ms = float(t + loud[0] / 8.0)
             turn.v2v = float(turn.first_audio_ms - turn.speech_end_ms)

@@ -31,8 +31,10 @@ def plot_timeline(res, path: Path) -> Path:
     for start, end in s.timeline["caller"]:
         end = end if end is not None else n / 8.0
         axes[0].axvspan(start / 1000, end / 1000, color="tab:blue", alpha=0.12, lw=0)
-    for u in rec.utterances:
-        axes[0].text(u.start_ms / 1000, 0.85, f"{u.label}: {u.text}", fontsize=7, va="top", clip_on=True)
+    for i, u in enumerate(rec.utterances):
+        text = u.text if len(u.text) <= 28 else u.text[:27] + "…"
+        axes[0].text(u.start_ms / 1000, 0.92 - 0.22 * (i % 3), f"{u.label}: {text}", fontsize=7, va="top",
+                     clip_on=True, bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
     # agent turns
     for turn in s.turns:
         if turn.first_audio_ms is not None:
@@ -51,11 +53,12 @@ def plot_timeline(res, path: Path) -> Path:
         lane.broken_barh([(t0 / 1000, max(0.0, (t1 - t0) / 1000))], (2.1, 0.8), color=colors.get(st, "white"))
         if (t1 - t0) > 600:
             lane.text(t0 / 1000 + 0.05, 2.5, st, fontsize=6, va="center")
-    for b in s.barge_ins:
+    for i, b in enumerate(s.barge_ins):
         c = "tab:red" if b.outcome == "barge_in" else "tab:olive"
-        lane.plot([b.onset_ms / 1000], [1.5], marker="v", color=c, ms=9)
-        lane.text(b.onset_ms / 1000 + 0.1, 1.5, "barge-in" if b.outcome == "barge_in" else "backchannel: resumed",
-                  fontsize=7, va="center", color=c)
+        y = 1.7 if i % 2 == 0 else 1.3
+        lane.plot([b.onset_ms / 1000], [y], marker="v", color=c, ms=8)
+        lane.text(b.onset_ms / 1000 + 0.15, y, "barge-in: agent stopped" if b.outcome == "barge_in"
+                  else "backchannel: paused, resumed", fontsize=7, va="center", color=c)
         for ax in axes[:2]:
             ax.axvline(b.onset_ms / 1000, color=c, lw=0.8, ls="--")
     seg_colors = (("endpoint", "tab:grey"), ("stt", "tab:blue"), ("llm_first_token", "tab:orange"),
@@ -68,7 +71,8 @@ def plot_timeline(res, path: Path) -> Path:
                 lane.broken_barh([(x, v / 1000)], (0.15, 0.7), color=c)
                 x += v / 1000
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for _, c in seg_colors]
-    lane.legend(handles, [k for k, _ in seg_colors], fontsize=7, loc="upper right", ncol=4)
+    lane.legend(handles, ["endpoint wait", "STT", "LLM / call flow first token", "TTS first audio"], fontsize=7,
+                loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=4, frameon=False)
     lane.set_xlim(0, dur)
     lane.set_xlabel("seconds")
     fig.suptitle("appliance demo: simulated call timeline", fontsize=10)

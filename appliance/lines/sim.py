@@ -44,12 +44,12 @@ STOP_QUIET_FRAMES = 6        # 120 ms of quiet: the agent stopped (shorter gaps 
 # The built-in caller (appliance demo): answers, a backchannel, a mid-sentence interruption,
 # and a request for a person. It matches the built-in call flow and the default LLM replies.
 DEMO_SCRIPT: list[dict[str, Any]] = [
-    {"say": "Hi, I'd like to book an appointment, please.", "gap_ms": 900, "label": "answer"},
-    {"say": "My name is Alex Carter.", "gap_ms": 900, "label": "answer"},
-    {"say": "What are your opening hours?", "gap_ms": 900, "label": "answer"},
+    {"say": "Hi, I'd like to book an appointment, please.", "gap_ms": 1300, "label": "answer"},
+    {"say": "My name is Alex Carter.", "gap_ms": 1300, "label": "answer"},
+    {"say": "What are your opening hours?", "gap_ms": 1300, "label": "answer"},
     {"say": "Mm-hm.", "when": "agent_speaking", "after_ms": 1500, "label": "backchannel"},
     {"say": "Sorry, are you open on Sundays?", "when": "agent_speaking", "after_ms": 4000, "label": "interrupt"},
-    {"say": "Okay. Can I talk to a real person, please?", "gap_ms": 900, "label": "request a person"},
+    {"say": "Okay. Can I talk to a real person, please?", "gap_ms": 1300, "label": "request a person"},
     {"hangup": True, "when": "agent_done", "gap_ms": 2500, "timeout_ms": 8000, "label": "hang up"},
 ]
 
