@@ -88,3 +88,98 @@ def test_parser_memory_bounded_on_large_inputs():
     finally:
         tracemalloc.stop()
     assert peak < 20 * 1024 * 1024, f"peak {peak} bytes"
+
+
+# ---- the whole user agent, not just its parsers ------------------------------------------------
+def _dialog_seeds(port: int) -> list[bytes]:
+    head = (f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfz;rport\r\nFrom: <sip:f@127.0.0.1>;tag=ft\r\n"
+            f"To: <sip:box@127.0.0.1:{port}>{{to}}\r\nCall-ID: fuzzcall\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:f@127.0.0.1:9>\r\n")
+    sdp_body = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                b"m=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n")
+    out = []
+    for method, to, extra, body in (
+            ("INVITE", "", "Content-Type: application/sdp\r\n", sdp_body),
+            ("ACK", ";tag=x", "", b""), ("CANCEL", "", "", b""), ("BYE", ";tag=x", "", b""),
+            ("INVITE", ";tag=x", "Content-Type: application/sdp\r\n", sdp_body),
+            ("NOTIFY", ";tag=x", "Event: refer\r\nContent-Type: message/sipfrag\r\n", b"SIP/2.0 200 OK\r\n"),
+            ("INFO", ";tag=x", "Content-Type: application/dtmf-relay\r\n", b"Signal=5\r\nDuration=160\r\n"),
+            ("REFER", ";tag=x", "Refer-To: <sip:x@127.0.0.1>\r\n", b""), ("OPTIONS", "", "Require: x\r\n", b"")):
+        num = 2 if to and method != "ACK" else 1
+        text = (f"{method} sip:box@127.0.0.1:{port} SIP/2.0\r\n" + head.format(to=to) +
+                f"CSeq: {num} {method}\r\n" + extra +
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        out.append(text)
+    out.append(b"SIP/2.0 200 OK\r\n" + out[0].split(b"\r\n", 1)[1])  # a stray response
+    return out
+
+
+_PORT = 5999  # the seeds name a port; the line's real port does not matter to the parser
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(*[mutate(s) for s in _dialog_seeds(_PORT)], st.sampled_from(_dialog_seeds(_PORT))),
+                min_size=1, max_size=6))
+def test_user_agent_fuzz_dialog_sequences(datagrams):
+    """Mutated dialog sequences (INVITE, ACK, CANCEL, re-INVITE, BYE, NOTIFY, INFO, REFER, stray
+    responses) straight into a running line: no handler error, and it still answers OPTIONS."""
+    import asyncio
+    import logging
+
+    from appliance.lines.sip import SipLine
+
+    from .test_ua import cfg, options
+
+    errors, answered = [], []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.ERROR:
+                errors.append(record.getMessage() + (f" {record.exc_info[1]!r}" if record.exc_info else ""))
+
+    async def scenario():
+        line = SipLine(cfg(max_calls=1))
+        await line.start()
+        sent = []
+        line.endpoint.send = lambda msg, addr: sent.append(msg)  # answers stay in the test
+        tag = None
+        try:
+            for d in datagrams:
+                if tag:  # in-dialog requests name the box's real tag: the fuzz reaches answered calls
+                    d = d.replace(b";tag=x", b";tag=" + tag.encode())
+                line.endpoint.datagram_received(d, ("127.0.0.1", 9))
+                await asyncio.sleep(0)
+                while not line._events.empty():
+                    ev = line._events.get_nowait()
+                    if ev.type == "ring" and tag is None:
+                        call = ev.data["call"]
+                        await call.answer()
+                        tag = call.local_tag
+                        answered.append(call)
+            await asyncio.sleep(0.01)
+            for call in answered:  # the far end hangs up (else stop() would wait for BYE answers)
+                if not call.ended.is_set():
+                    inv = call.invite
+                    bye = (f"BYE sip:box@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKbye\r\n"
+                           f"From: {inv.get('From')}\r\nTo: {call.dialog.local_uri};tag={call.local_tag}\r\n"
+                           f"Call-ID: {call.call_id}\r\nCSeq: 99999 BYE\r\nContent-Length: 0\r\n\r\n")
+                    line.endpoint.datagram_received(bye.encode(), ("127.0.0.1", 9))
+                    assert call.ended.is_set() and call.end_cause == "remote"
+            sent.clear()
+            line.endpoint.datagram_received(options(line.local_port, branch="z9hG4bKalive"), ("127.0.0.1", 9))
+            assert sent and b"SIP/2.0 200 OK" in (sent[-1] if isinstance(sent[-1], bytes) else sent[-1].to_bytes())
+        finally:
+            await asyncio.wait_for(line.stop(), 5)
+
+    handler = Catch()
+    log = logging.getLogger("appliance")
+    log.addHandler(handler)
+    loop_errors = []
+    try:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(lambda lp, ctx: loop_errors.append(ctx.get("message")))
+        loop.run_until_complete(scenario())
+        loop.close()
+    finally:
+        log.removeHandler(handler)
+    assert not errors and not loop_errors, (errors, loop_errors)
