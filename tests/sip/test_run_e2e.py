@@ -22,7 +22,7 @@ from runbox import Box, Mqtt, rms_dbfs, silence, speech, transcribe
 from appliance.fleet.mosquitto import Mosquitto
 
 from .conftest import needs_baresip, needs_kamailio
-from .peers import active_part, free_port, free_range, read_wav, write_wav
+from .peers import active_part, free_port, free_range, read_wav, tone, write_wav
 
 pytestmark = [needs_baresip, pytest.mark.peers]
 
@@ -42,6 +42,11 @@ def box_config(tmp_path, lines: list[dict], broker: Mosquitto, device="e2e") -> 
     return {
         "device": {"id": device},
         "lines": lines,
+        "detect": {
+            "amd": {
+                "voicemail_message": "Hi, this is Acme Dental about your appointment. Please call us back."
+            }
+        },
         "recording": {"dir": str(tmp_path / "calls")},
         "fleet": {
             "port": broker.port,
@@ -68,6 +73,23 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
     bob = baresip_factory(name="bob", source_wav=question)
     carol = baresip_factory(name="carol", source_wav=hello)
     dave = baresip_factory(name="dave")
+    machine = tmp_path / "erin.wav"
+    write_wav(
+        machine,
+        np.concatenate(
+            [
+                silence(0.3),
+                speech(
+                    "Hi, you've reached Erin. I can't take your call right now. "
+                    "Please leave a message after the tone."
+                ),
+                silence(0.4),
+                tone(1000.0, 0.6),
+                silence(40),
+            ]
+        ),
+    )
+    erin = baresip_factory(name="erin", source_wav=machine)
     with Mosquitto(tmp_path / "broker") as broker:
         mq = Mqtt(broker.port, "appliance/e2e/#")
         front, back = sip_line(name="front"), sip_line(name="back")
@@ -125,11 +147,25 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
             assert ended["cause"] == "hangup command", ended
             bob.wait_event("CALL_CLOSED", 10)
             carol.wait_event("CALL_CLOSED", 10)
+            # -- an answering machine picks up: AMD says machine, the message is left after the beep
+            result = mq.command(
+                "appliance/e2e/",
+                "dial",
+                {"number": f"sip:erin@127.0.0.1:{erin.sip_port}", "timeout_s": 15},
+                30,
+            )
+            assert result["ok"], result
+            erin_call = result["result"]["call_id"]
+            ended = mq.wait_event("call.ended", 60, lambda e: e["data"]["call_id"] == erin_call)["data"]
+            amd = mq.wait_event("amd.result", 5, lambda e: e["data"]["call_id"] == erin_call)["data"]
+            assert amd["label"] == "machine" and amd["beep_ms"] is not None, amd
+            assert amd["voicemail"]["left"], amd
+            assert ended["cause"] == "voicemail_left", ended
+            erin.wait_event("CALL_CLOSED", 10)
             mq.wait(lambda: mq.on("/health")[-1]["calls_active"] == 0, 10, "no call in health")
             health = mq.on("/health")[-1]
-            assert health["calls_today"] == 2 and health["busy_refused"] == 0, (
-                health
-            )  # the line said 486 itself
+            # the front line refused dave itself (486), so the runtime refused nobody
+            assert health["calls_today"] == 3 and health["busy_refused"] == 0, health
             assert health["turn_latency_ms"]["p50"] is not None, health
             assert box.terminate() == 0
         finally:
@@ -147,6 +183,8 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
     assert len(active_part(heard)) > 8000 * 2, "the greeting did not reach carol"
     text = transcribe(heard).lower()
     assert "thanks for calling" in text or "help you" in text, text
+    text = transcribe(far_end(erin)).lower()  # the machine recorded the message, not a greeting
+    assert "appointment" in text and "thanks for calling" not in text, text
     assert "Traceback" not in box.text(), box.text()[-4000:]
 
 
