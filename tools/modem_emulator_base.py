@@ -165,6 +165,7 @@ class HayesLineCollector:
         self.echo_fn = echo
         self.echo = True
         self.buf = bytearray()
+        self.dropped = 0          # command lines that had junk before their "AT"
 
     def feed(self, data: bytes) -> list[str]:
         lines = []
@@ -172,10 +173,17 @@ class HayesLineCollector:
             if self.echo:
                 self.echo_fn(bytes([b]))
             if b == 0x0D:
-                text = self.buf.decode("latin-1").strip()
+                # a Hayes parser hunts for "AT": bytes before it (voice data the DTE still sent
+                # after leaving voice mode, line noise) are dropped
+                raw = bytes(self.buf)
                 self.buf.clear()
-                if text[:2].upper() == "AT":
-                    lines.append(text)
+                tail = raw[max((i for i, c in enumerate(raw) if not 0x20 <= c < 0x7F), default=-1) + 1:]
+                text = tail.decode("latin-1").strip()
+                at = text.upper().find("AT")
+                if at >= 0:
+                    lines.append(text[at:])
+                    if at > 0 or len(tail) < len(raw.strip()):
+                        self.dropped += 1
             elif b == 0x08:
                 del self.buf[-1:]
             elif b == 0x0A:

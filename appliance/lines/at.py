@@ -437,6 +437,11 @@ class ATChannel:
                 pass
         self._dispatch(self.on_lost, reason)
 
+    @property
+    def reader_lock(self) -> threading.RLock:
+        """Held while the reader thread handles received bytes (and a data sink's replies)."""
+        return self._state_lock
+
     def leave_data_mode(self) -> None:
         """Forget the data sink (after the modem ended data mode in a way we saw)."""
         self._sink = None

@@ -96,6 +96,7 @@ class VoiceModemLine(Line):
         self._half: threading.Thread | None = None
         self._half_stop = threading.Event()
         self._outage_logged = False
+        self._no_stream_since = 0.0
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -208,10 +209,19 @@ class VoiceModemLine(Line):
             try:
                 if self.channel is None or not self.channel.is_open:
                     await self._reopen()
-                elif (self.call is not None and self.call.answered_at and self.stream is not None
-                      and not self.stream.ended and not self._op_lock.locked()):
+                elif (self.call is not None and self.call.answered_at and not self.call.ended.is_set()
+                      and not self._op_lock.locked()):
+                    now = time.monotonic()
                     last = self.clock.last_frame_at
-                    if last is not None and time.monotonic() - last > 2.0:
+                    stalled = (self.stream is not None and not self.stream.ended and last is not None
+                               and now - last > 2.0)
+                    if self.full_duplex and (self.stream is None or self.stream.ended):
+                        # out of voice mode with nothing in progress (a command failed mid-call)
+                        self._no_stream_since = self._no_stream_since or now
+                        stalled = stalled or now - self._no_stream_since > 2.0
+                    else:
+                        self._no_stream_since = 0.0
+                    if stalled:
                         log.warning("%s: voice data stopped mid-call: resetting the modem", self.name)
                         await self._reset("voice data stopped")
                 elif self.call is None and time.monotonic() - self._last_probe > cfg.health_check_s:
@@ -257,6 +267,7 @@ class VoiceModemLine(Line):
 
     async def _reset(self, why: str) -> None:
         """Wedged modem: close the port (DTR drops for >= 0.5 s), reopen and initialise."""
+        self._no_stream_since = 0.0
         self.resets += 1
         self.last_error = why
         self.set_state("error", why)
@@ -477,7 +488,11 @@ class VoiceModemLine(Line):
             self._half.join(timeout=5.0)
             self._half = None
         if ch.in_data_mode:
-            duplex = getattr(ch.data_sink, "duplex", True)
+            with ch.reader_lock:        # the lockstep replies stop before the stop code goes out
+                sink = ch.data_sink
+                duplex = getattr(sink, "duplex", True)
+                if isinstance(sink, VoiceStream):
+                    sink.stop_tx()
             stop = self.dialect.end_duplex if duplex else self.dialect.abort_record
             try:
                 ch.send_raw_expect(stop, 3.0, label="<end voice data>", check=False)
@@ -586,8 +601,11 @@ class VoiceModemLine(Line):
 
             def go() -> None:
                 self._stop_audio(ch)
-                self._cmd(ch, self.dialect.vts(digits), 5.0 + 0.3 * len(digits))
-                self._start_audio(ch, call)
+                try:
+                    self._cmd(ch, self.dialect.vts(digits), 5.0 + 0.3 * len(digits))
+                finally:
+                    if not call.ended.is_set():
+                        self._start_audio(ch, call)      # the call goes on even if +VTS failed
             await asyncio.to_thread(go)
 
     async def _transfer(self, call: ModemCall, target: str, mode: str) -> bool:
@@ -615,6 +633,11 @@ class VoiceModemLine(Line):
             except LineError as exc:
                 call.events.put_nowait(LineEvent("transfer", {"target": number, "mode": mode, "status": "failed",
                                                               "detail": str(exc)}, call.call_id))
+                if not call.ended.is_set():
+                    try:                      # back to the caller: the agent apologises
+                        await asyncio.to_thread(self._start_audio, ch, call)
+                    except LineError:
+                        pass                  # the supervisor resets a modem left out of voice mode
                 return False
         call.events.put_nowait(LineEvent("transfer", {"target": number, "mode": mode, "status": "ok",
                                                       "detail": "flash + dial, on hook"}, call.call_id))

@@ -133,6 +133,11 @@ class VoiceStream:
         for _ in range(self.prime_frames if self.duplex else 0):
             self._send_frame()
 
+    def stop_tx(self) -> None:
+        """No more voice data goes out (the stop code follows: bytes after it would reach the
+        modem's command parser). Call with the channel's reader lock held."""
+        self.duplex = False
+
     def _send_frame(self) -> None:
         frame = self.call.next_playout_frame()
         try:

@@ -66,8 +66,7 @@ async def caller_script(emu, call, utterances, stt, report: dict) -> None:
     """The far-end party: listen to the greeting, ask, press a key, ask for a person."""
     far = emu.far
     start = await agent_finished_turn(far, 0)
-    greeting = far.heard_audio()[start:]
-    report["greeting_text"] = await asyncio.to_thread(stt.transcribe, greeting)
+    report["greeting_audio"] = far.heard_audio()[start:]     # transcribed after the call
     far.say(utterances[QUESTION])
     since = far.heard_samples + len(utterances[QUESTION])
     start = await agent_finished_turn(far, since)
@@ -90,11 +89,12 @@ async def full_call(line, emu, cfg, utterances, stt, ring_number: str) -> tuple[
         await asyncio.wait_for(session.run(), 120)
     except TimeoutError:
         raise AssertionError(f"the call did not end: events {[(t, d) for t, d in session.events]}; "
-                             f"transcript {session.transcript}; caller {report}") from None
+                             f"transcript {session.transcript}; caller {sorted(report)}") from None
     if caller.done():
         caller.result()                    # surface the caller script's own failure
     else:
         caller.cancel()
+    report["greeting_text"] = await asyncio.to_thread(stt.transcribe, report["greeting_audio"])
     return session, report, call
 
 

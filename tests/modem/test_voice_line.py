@@ -100,6 +100,7 @@ def test_inbound_call_per_dialect(voice_emu):
             assert call.ended.is_set() and call.end_cause == "transferred"
             assert [e.data["cause"] for e in events if e.type == "hangup"] == ["transferred"]
             assert not emu.hook_off and line.state == "idle"
+            assert emu.lines.dropped == 0        # no voice byte followed a stop code into the parser
             metrics = next(e.data for e in events if e.type == "metrics")
             assert metrics["frames_in"] > 0 and metrics["modem_overruns"] == 0
         finally:
