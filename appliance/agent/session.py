@@ -44,7 +44,7 @@ EmitFn = Callable[[str, dict], None]
 FRAME_MS = 20.0
 AUDIBLE = 64                 # |sample| above this on the line is agent audio (not codec noise)
 SPECULATE_AFTER_MS = 100     # quiet after a burst over the agent before its transcript is looked at
-SPECULATE_RAW_QUIET_MS = 60  # caller pause (undebounced VAD) after which the turn is decoded ahead of the endpoint
+SPECULATE_RAW_QUIET_MS = 100  # caller pause (undebounced VAD) after which the turn is decoded ahead of the endpoint
 FALSE_BARGE_QUIET_MS = 240   # quiet after a short burst of caller speech: resume the agent
 PRE_ROLL_FRAMES = 6          # audio kept before the caller's speech onset for STT (the VAD's onset delay)
 BARGE_IN_SURE_MS = 1000      # caller speech this long over the agent is an interruption, whatever it says
@@ -425,14 +425,16 @@ class CallSession:
             for f in frames:
                 stream.accept(f)
             t1 = time.perf_counter()
+            decodes = getattr(stream, "decodes", 0)
             text = None
             if then == "partial":
                 text = stream.partial()
             elif then == "final":
                 text = stream.finalize()
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("stt %s: %d frames accepted in %.0f ms, %s in %.0f ms: %r", self.call.call_id, len(frames),
-                          (t1 - t0) * 1000, then, (time.perf_counter() - t1) * 1000, text)
+                log.debug("stt %s: %d frames accepted in %.0f ms, %s in %.0f ms (%d decodes so far): %r",
+                          self.call.call_id, len(frames), (t1 - t0) * 1000, then, (time.perf_counter() - t1) * 1000,
+                          decodes, text)
             return text
 
         fut = self._loop.run_in_executor(self._stt_pool, job)
