@@ -59,6 +59,8 @@ def words(text: str) -> list[str]:
     """Lower-case words for WER: punctuation dropped, digits and number words kept as written."""
     from .normalize import normalize
 
+    # Whisper writes "3:30 pm" as "330 PM": score it as the time it is
+    text = re.sub(r"\b(\d{1,2})(\d{2})\s*([ap]\.?m\b)", r"\1:\2 \3", text, flags=re.I)
     t = normalize(text).lower().replace("-", " ")
     return re.findall(r"[a-z0-9']+", t)
 

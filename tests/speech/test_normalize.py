@@ -59,3 +59,13 @@ def test_split_sentences_first_is_short_for_fast_first_audio():
     assert parts == ["Thanks for calling,", "your appointment is at three thirty P M.", "See you then!"]
     long = "word " * 100
     assert all(len(p) <= 220 for p in split_sentences(long.strip() + ", and more."))
+
+
+def test_wer_scoring_normalises_both_sides():
+    from appliance.speech.corpus import wer, words
+
+    assert wer("a b c", "a x c") == (1, 3)
+    assert wer("call me", "") == (2, 2)
+    assert words("It's 3:30 pm, $5.") == ["it's", "three", "thirty", "p", "m", "five", "dollars"]
+    assert wer("See you at 3:30 pm.", "See you at 330 PM") == (0, 7)   # ... three thirty p m
+    assert wer("One two three.", "1, 2, 3") == (0, 3)
