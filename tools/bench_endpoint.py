@@ -14,14 +14,16 @@ strategy:
 Strategies: silence-only (fixed 500 ms and 800 ms: the baseline), adaptive (transcript shape: the
 default), adaptive+semantic (transcript shape and the smart-turn model), semantic-only (model, no
 transcript). The model runs in line and its answer counts from question time + its measured
-inference time, as on a live call.
+inference time, as on a live call; the semantic strategies run again as if each inference took
+`--assume-inference-ms` (an idle core). Also the model alone: its P(complete) at 200 ms into the
+mid-turn pause vs 200 ms after a complete turn (accuracy, per voice, balanced accuracy over
+thresholds, ms per inference), on the phone-band audio and on the clean 16 kHz rendition.
 
-Defaults chosen from this benchmark (EndpointConfig): `semantic: false` (the model was near chance
-on this phone-band corpus, 51 % vs 54 % on the clean 16 kHz rendition, and its 250-450 ms inference
-on a loaded 2-core box erased its latency gain), `incomplete_silence_ms: 1400` (the corpus pauses
-are 0.5-1.1 s; 1200 still cut one caller off), `min_silence_ms: 500`, `question_silence_ms: 300`. Also the model
-alone: its P(complete) at 200 ms into the mid-turn pause vs 200 ms after a complete turn (accuracy
-at 0.5, and the ms per inference), on the phone-band audio and on the clean 16 kHz rendition.
+Defaults chosen from this benchmark (EndpointConfig; figures in appliance/detect/endpoint.py):
+`semantic: false` (near chance on this corpus: 51 % phone band, 54 % clean 16 kHz; it prevented no
+cut-off, and its 240-900 ms inference on a loaded 2-core box erased its latency gain),
+`incomplete_silence_ms: 1400` (the corpus pauses are 0.5-1.1 s; 1200 still cut one caller off),
+`min_silence_ms: 500`, `question_silence_ms: 300`.
 
     python tools/bench_endpoint.py [--corpus DIR] [--voices espeak,espeak-f,piper] [--assume-inference-ms 100] [--json]
 """

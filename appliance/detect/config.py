@@ -36,7 +36,7 @@ class AmdConfig:
 class EndpointConfig:
     min_silence_ms: int = field(default=500, metadata={"help": "silence after a complete-sounding turn", "min": 100, "max": 5000})
     max_silence_ms: int = field(default=1600, metadata={"help": "silence after which the turn ends whatever was said", "min": 200, "max": 10000})
-    semantic: bool = field(default=False, metadata={"help": "also ask the smart-turn model whether the turn sounds complete (off by default: near chance on phone-band audio in tools/bench_endpoint.py, and 250-450 ms per inference on a loaded 2-core box)"})
+    semantic: bool = field(default=False, metadata={"help": "also ask the smart-turn model whether the turn sounds complete (off by default: near chance on phone-band audio in tools/bench_endpoint.py, and 240-900 ms per inference on a loaded 2-core box)"})
     question_silence_ms: int = field(default=300, metadata={"help": "silence after a complete question (transcript ends in '?' or starts with a question word)", "min": 100, "max": 5000})
     incomplete_silence_ms: int = field(default=1400, metadata={"help": "silence when the caller is mid number, mid spelling or trailing off on a filler (pauses up to 1.1 s are in the benchmark corpus)", "min": 200, "max": 10000})
     semantic_check_ms: int = field(default=200, metadata={"help": "silence after which the smart-turn model is asked (once per pause)", "min": 60, "max": 2000})
