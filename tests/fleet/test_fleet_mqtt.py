@@ -246,3 +246,27 @@ def test_standard_command_schemas(tmp_path):
     with pytest.raises(ValueError, match="unknown keys"):
         fleet.register_command("dial", None, {"type": "object", "propertys": {}})
     asyncio.run(fleet.stop())
+
+
+def test_health_on_change_between_periods(broker, collector_factory, tmp_path):
+    """Health is published on connect, then on `publish_health()` (a change), not only every period."""
+    sub = collector_factory(broker.port, topics=("appliance/hc/health",))
+    state = {"lines": {"sip1": {"state": "idle"}}, "calls_today": 0}
+
+    async def main():
+        fleet = Fleet(cfg(broker.port, health_interval_s=3600), "hc", "1", tmp_path / "s")
+        fleet.set_health_provider(lambda: state)
+        await fleet.start()
+        assert await wait_for(lambda: len(sub.messages) == 1)
+        state["lines"]["sip1"]["state"] = "ringing"
+        state["calls_today"] = 1
+        fleet.publish_health()
+        assert await wait_for(lambda: len(sub.messages) == 2)
+        await fleet.stop()
+
+    asyncio.run(main())
+    first, second = (json.loads(p) for _, p, _ in sub.messages)
+    assert first["lines"]["sip1"]["state"] == "idle" and second["lines"]["sip1"]["state"] == "ringing"
+    assert second["calls_today"] == 1
+    late = collector_factory(broker.port, topics=("appliance/hc/health",))  # retained: the newest
+    assert late.wait(lambda: late.messages) and json.loads(late.messages[0][1])["lines"]["sip1"]["state"] == "ringing"

@@ -98,3 +98,48 @@ def test_broker_that_never_comes_back(tmp_path):
     assert [json.loads(p)["data"]["n"] for _, _, p in rows] == list(range(4000, 5000))
     assert box.dropped == 4000
     box.close()
+
+
+def test_reconnect_backs_off_exponentially(tmp_path):
+    """A 'broker' that accepts TCP and hangs up at once (a crash loop): the box retries with
+    exponential backoff up to its ceiling, not in a tight loop."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    attempts = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            attempts.append(time.monotonic())
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+
+    async def main():
+        fleet = Fleet(FleetConfig(port=server.getsockname()[1], reconnect_min_s=0.1, reconnect_max_s=0.4),
+                      "flappy", "1", tmp_path / "s")
+        await fleet.start()
+        await asyncio.sleep(3.0)
+        status = fleet.status
+        await fleet.stop()
+        return status
+
+    try:
+        status = asyncio.run(main())
+    finally:
+        stop.set()
+        thread.join(2)
+        server.close()
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    # 0.1, 0.2, 0.4, 0.4, ... s (+-20 % jitter): about 9 attempts in 3 s; a tight loop would make 30+
+    assert 5 <= len(attempts) <= 14, gaps
+    assert max(gaps) >= 0.3 and min(gaps[3:] or [1]) >= 0.25, gaps
+    assert not status.connected and status.last_error
