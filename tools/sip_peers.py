@@ -296,12 +296,14 @@ class Kamailio:
     """A registrar/proxy with digest authentication (password for every user) and record-routing."""
 
     def __init__(self, workdir: Path, password: str = "secret", algorithm: str = "MD5",
-                 auth_invite: bool = True):
+                 auth_invite: bool = True, max_expires: int | None = None):
         self.dir = workdir / "kamailio"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(also_tcp=True)
         self.password = password
         mods = kamailio_modules_dir()
+        expires = (f'modparam("registrar", "max_expires", {max_expires})\n'
+                   'modparam("registrar", "min_expires", 1)') if max_expires else ""
         proxy_auth = f"""
     if (is_method("INVITE|REFER") && !has_totag() && $fU != "bob" && $fU != "carol") {{
         if (!pv_proxy_authenticate("$fd", "{password}", "0")) {{ proxy_challenge("$fd", "0"); exit; }}
@@ -331,6 +333,7 @@ loadmodule "auth.so"
 modparam("usrloc", "db_mode", 0)
 modparam("rr", "enable_full_lr", 1)
 modparam("auth", "algorithm", "{algorithm}")
+{expires}
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483","Too Many Hops"); exit; }}
     if (has_totag()) {{
@@ -339,7 +342,11 @@ request_route {{
         t_relay(); exit;
     }}
     if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+    if (is_method("OPTIONS") && $rU == $null) {{
+        xlog("L_NOTICE", "keepalive OPTIONS from $fU\n"); sl_send_reply("200", "OK"); exit;
+    }}
     if (is_method("REGISTER")) {{
+        xlog("L_NOTICE", "REGISTER from $fU expires $hdr(Expires)\n");
         if ($tU != "bob" && $tU != "carol") {{
             if (!pv_www_authenticate("$td", "{password}", "0")) {{ www_challenge("$td", "0"); exit; }}
             consume_credentials();

@@ -130,3 +130,33 @@ def test_blind_transfer_with_refer_through_kamailio(tmp_path, kamailio_factory, 
     est = bob.wait_event("CALL_ESTABLISHED", 10, after=0)
     assert est is not None
     assert os.path.exists(kam.log)
+
+
+def test_registration_refreshed_before_expiry_and_options_keepalive(tmp_path, kamailio_factory, monkeypatch):
+    """kamailio grants 3 s: the box refreshes before each expiry (never lapses) and sends OPTIONS
+    keep-alives to it."""
+    import time
+
+    kam = kamailio_factory(password="s3cret", max_expires=3)
+    monkeypatch.setenv("SIP_TEST_PASSWORD", "s3cret")
+
+    async def scenario():
+        line = SipLine(box_config(kam, keepalive_s=1))
+        await line.start()
+        lapses = []
+        try:
+            assert await line.wait_registered(10), line.health()
+            end = time.monotonic() + 4.0
+            while time.monotonic() < end:
+                if not line.registered or line.registration_expires_at < time.time():
+                    lapses.append(time.time())
+                await asyncio.sleep(0.05)
+            return lapses, line.registration_expires_at - time.time()
+        finally:
+            await line.stop()
+
+    lapses, left = asyncio.run(scenario())
+    assert not lapses and 0 < left <= 3.5
+    log = kam.log.read_text()
+    assert log.count("REGISTER from box expires 60") >= 4, log[-3000:]  # first, challenged, refreshes
+    assert log.count("keepalive OPTIONS from box") >= 2, log[-3000:]
