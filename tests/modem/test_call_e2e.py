@@ -62,7 +62,7 @@ async def agent_finished_turn(far, since: int, timeout_s: float = 30.0) -> int:
     raise AssertionError(f"the agent did not finish a turn within {timeout_s} s (speech started: {start})")
 
 
-async def caller_script(emu, call, utterances, stt, report: dict) -> None:
+async def caller_script(emu, call, session, utterances, report: dict) -> None:
     """The far-end party: listen to the greeting, ask, press a key, ask for a person."""
     far = emu.far
     start = await agent_finished_turn(far, 0)
@@ -72,6 +72,10 @@ async def caller_script(emu, call, utterances, stt, report: dict) -> None:
     start = await agent_finished_turn(far, since)
     report["answer_samples"] = far.heard_samples - start
     emu.send_dtmf("5")                     # the caller presses 5 ...
+    for _ in range(100):                   # (a key pressed while the modem is out of voice mode is lost)
+        if any(t == "dtmf" for t, _ in session.events):
+            break
+        await asyncio.sleep(0.05)
     await call.send_dtmf("7")              # ... and the box sends 7 while its session runs
     await asyncio.sleep(0.5)
     far.say(utterances[ASK_PERSON])
@@ -84,7 +88,7 @@ async def full_call(line, emu, cfg, utterances, stt, ring_number: str) -> tuple[
     assert ring.data["caller_id"] == ring_number
     session = CallSession(call, cfg, record=False)
     report: dict = {}
-    caller = asyncio.ensure_future(caller_script(emu, call, utterances, stt, report))
+    caller = asyncio.ensure_future(caller_script(emu, call, session, utterances, report))
     try:
         await asyncio.wait_for(session.run(), 120)
     except TimeoutError:
