@@ -188,6 +188,7 @@ class GsmLine(Line):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._op_lock = asyncio.Lock()
         self._supervisor: asyncio.Task | None = None
+        self._bg_tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._ring_count = 0
         self._ring_emitted = False
@@ -435,6 +436,12 @@ class GsmLine(Line):
         await self._reopen()
 
     # ---- URCs --------------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        """Run a background step, keeping a reference until it is done (the loop holds only weak ones)."""
+        task = asyncio.ensure_future(coro)
+        self._bg_tasks.add(task)
+        task.add_done_callback(self._bg_tasks.discard)
+
     def _post(self, fn, *args) -> None:
         if self._loop is not None:
             try:
@@ -528,7 +535,7 @@ class GsmLine(Line):
                 await asyncio.sleep(1.0)
                 if time.monotonic() - getattr(self, "_last_ring", time.monotonic()) > 12.0:
                     self._end_call_now(call, "caller-gave-up")
-        asyncio.ensure_future(watch())
+        self._spawn(watch())
 
     # ---- calls ---------------------------------------------------------------------------------
     def _channel(self) -> ATChannel:
@@ -552,7 +559,7 @@ class GsmLine(Line):
         self.calls_total += 1
         ch = self.channel
         if ch is not None and ch.is_open and self._audio_on and cause not in ("line-lost", "modem-reset"):
-            asyncio.ensure_future(self._audio_off_quietly(ch))
+            self._spawn(self._audio_off_quietly(ch))
         if self.state not in ("down", "error"):
             self._set_state_from_registration()
 

@@ -83,6 +83,7 @@ class VoiceModemLine(Line):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._op_lock = asyncio.Lock()
         self._supervisor: asyncio.Task | None = None
+        self._bg_tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._ring_count = 0
         self._ring_times: list[float] = []
@@ -281,6 +282,12 @@ class VoiceModemLine(Line):
         await self._reopen()
 
     # ---- events from the reader thread ------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        """Run a background step, keeping a reference until it is done (the loop holds only weak ones)."""
+        task = asyncio.ensure_future(coro)
+        self._bg_tasks.add(task)
+        task.add_done_callback(self._bg_tasks.discard)
+
     def _post(self, fn, *args) -> None:
         loop = self._loop
         if loop is None:
@@ -397,7 +404,7 @@ class VoiceModemLine(Line):
         self._end_call_now(call, cause)
         ch = self.channel
         if ch is not None:
-            asyncio.ensure_future(self._on_hook_quietly(ch))
+            self._spawn(self._on_hook_quietly(ch))
 
     async def _on_hook_quietly(self, ch: ATChannel) -> None:
         async with self._op_lock:

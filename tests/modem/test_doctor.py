@@ -15,10 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from appliance.modem_doctor import format_report, qualify
-
-from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 IAX_DIR = Path("/etc/iaxmodem")

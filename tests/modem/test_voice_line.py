@@ -8,12 +8,13 @@ import asyncio
 
 import numpy as np
 import pytest
-from .conftest import drain, next_event, run, tone_power
 from modem_emulator_base import tone
 
 from appliance.errors import LineError
 from appliance.lines.modem import ModemLine, NotAVoiceModem
 from appliance.lines.modem_config import ModemLineConfig
+
+from .conftest import drain, next_event, run, tone_power
 
 # profile -> (dialect, sample format chosen from its +VSM=? listing, full duplex)
 EXPECTED = {
