@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from fleet_helpers import cfg, wait_for
 
 from appliance.fleet import Fleet
-from fleet_helpers import cfg, wait_for
+
 
 def test_events_in_order_status_and_health(broker, collector_factory, tmp_path):
     sub = collector_factory(broker.port, topics=("appliance/#",))

@@ -6,10 +6,10 @@ import asyncio
 import json
 import time
 
+from fleet_helpers import wait_for
+
 from appliance.fleet import Fleet, FleetConfig
 from appliance.fleet.mosquitto import Mosquitto
-
-from fleet_helpers import wait_for
 
 EVENTS = 3000
 

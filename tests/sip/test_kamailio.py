@@ -12,7 +12,7 @@ from appliance.lines.sip import SipLine, SipLineConfig
 
 from .conftest import needs_baresip, needs_kamailio
 from .peers import free_port, free_range, tone
-from .test_baresip import BOX_HZ, PEER_HZ, assert_tone, call_event, collect_rx, next_event, peer_wav
+from .test_baresip import BOX_HZ, PEER_HZ, assert_tone, collect_rx, next_event, peer_wav
 
 pytestmark = [needs_kamailio, needs_baresip, pytest.mark.peers]
 

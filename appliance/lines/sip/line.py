@@ -398,6 +398,13 @@ class SipLine(Line):
         except SipParseError as exc:
             self.endpoint.respond(req, make_response(req, 400, f"Bad Request ({exc})"[:60]), addr)
 
+    def _spawn(self, coro) -> asyncio.Task:
+        """A background task the line keeps a reference to (and cancels on stop)."""
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        return task
+
     def _in_options(self, req: SipMessage, addr) -> None:
         resp = make_response(req, 200, to_tag=new_tag())
         resp.add("Allow", ALLOW)
@@ -475,7 +482,7 @@ class SipLine(Line):
         call.answered_at = time.time()
         self.set_state("in_call", call.remote)
         call.events.put_nowait(LineEvent("answered", {"direction": "inbound"}, call.call_id))
-        asyncio.create_task(self._await_ack(call))
+        self._spawn(self._await_ack(call))
 
     async def _await_ack(self, call: SipCall) -> None:
         try:
@@ -493,10 +500,10 @@ class SipLine(Line):
             try:
                 neg = sdpmod.negotiate(sdpmod.parse_sdp(req.body), tuple(self.cfg.codecs))
             except sdpmod.SdpError:
-                asyncio.create_task(self._hangup(call, "bad-sdp"))
+                self._spawn(self._hangup(call, "bad-sdp"))
                 return
             call._pending_offer_in_ack = False
-            asyncio.create_task(self._start_media(call, neg))
+            self._spawn(self._start_media(call, neg))
         call.state = "confirmed"
         call._confirmed.set()
 
