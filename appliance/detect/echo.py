@@ -64,18 +64,23 @@ def _dbfs(x: np.ndarray) -> float:
 class DelayEstimator:
     """Round-trip delay of the echo (ms) from GCC-PHAT of mic against ref over the last `window_ms`.
 
-    Re-estimated every `every_frames` frames while we play; a new delay is adopted only when two
-    consecutive estimates agree within 2 ms and the correlation peak stands out clearly."""
+    Re-estimated every `every_frames` frames while we play (`every_frames_locked` once a delay is
+    adopted: 25 halves the cost but let a moved path go uncancelled long enough, ~1 s, for the speex
+    filter to half-learn it and the gate to take a few frames of it for the caller); a new delay is
+    adopted only when two consecutive estimates agree within 2 ms and the correlation peak stands
+    out clearly."""
 
     def __init__(self, max_delay_ms: int = 300, sample_rate: int = LINE_RATE, window_ms: int = 1000,
-                 every_frames: int = 10, min_peak_ratio: float = 6.0):
+                 every_frames: int = 10, min_peak_ratio: float = 6.0, every_frames_locked: int = 10):
         self.sample_rate = sample_rate
         self.max_lag = int(max_delay_ms * sample_rate / 1000)
         self.window = int(window_ms * sample_rate / 1000)
         self.every_frames = every_frames
+        self.every_frames_locked = every_frames_locked
         self.min_peak_ratio = min_peak_ratio
         n = self.window + self.max_lag
-        self._nfft = 1 << (2 * n - 1).bit_length()
+        # the lags searched (0..max_lag) never wrap around once the FFT holds the whole reference
+        self._nfft = 1 << (n - 1).bit_length()
         self._ref = np.zeros(n, dtype=np.float64)
         self._mic = np.zeros(self.window, dtype=np.float64)
         self._active = deque(maxlen=max(1, self.window // SAMPLES_PER_FRAME))
@@ -91,18 +96,20 @@ class DelayEstimator:
 
     def reset(self) -> None:
         self.__init__(self.max_lag * 1000 // self.sample_rate, self.sample_rate,
-                      self.window * 1000 // self.sample_rate, self.every_frames, self.min_peak_ratio)
+                      self.window * 1000 // self.sample_rate, self.every_frames, self.min_peak_ratio,
+                      self.every_frames_locked)
 
     def update(self, mic: np.ndarray, ref: np.ndarray) -> bool:
         """Add one frame pair; True when the adopted delay changed on this frame."""
         k = len(mic)
-        self._ref = np.roll(self._ref, -k)
+        self._ref[:-k] = self._ref[k:]
         self._ref[-k:] = ref
-        self._mic = np.roll(self._mic, -k)
+        self._mic[:-k] = self._mic[k:]
         self._mic[-k:] = mic
         self._active.append(_dbfs(ref) > -50.0)
         self._frames += 1
-        if self._frames % self.every_frames or sum(self._active) < 0.5 * len(self._active) or self.max_lag == 0:
+        every = self.every_frames if self.delay_samples is None else self.every_frames_locked
+        if self._frames % every or sum(self._active) < 0.5 * len(self._active) or self.max_lag == 0:
             return False
         return self._estimate()
 
@@ -191,7 +198,7 @@ class EchoCanceller:
             raise ValueError(f"echo canceller takes frames of {n} samples, got mic {mic.size}, ref {ref.size}")
         self.frames += 1
         if self.max_delay_ms > 0:
-            self._ref_hist = np.roll(self._ref_hist, -n)
+            self._ref_hist[:-n] = self._ref_hist[n:]
             self._ref_hist[-n:] = ref
             if self._delay.update(mic, ref):
                 margin = int(0.008 * self.sample_rate)   # keep a little pre-echo inside the filter
