@@ -112,6 +112,7 @@ def run(args) -> dict:
         "speculation_speedup_p95": (round(_pct(base_ms)["p95"] / _pct(final_ms)["p95"], 2)
                                     if final_ms and base_ms and _pct(final_ms)["p95"] else None),
         "stt_decode_ms": _pct(main["decode"]),
+        "stt_decodes_per_utterance": main["decodes_per_utterance"],
         "stt_candidates": candidates,
         "stt_choice": _choose(candidates),
         "vad_ms_per_window_sherpa_16k": sherpa_vad,
@@ -136,7 +137,7 @@ def _run_stt(engine, utts, cfg, speculate_after_ms=None, samples=0) -> dict:
 
     spec = cfg.stt.speculate_after_ms if speculate_after_ms is None else speculate_after_ms
     errs: dict[str, list[int]] = {}
-    final, decode, out_samples = [], [], []
+    final, decode, out_samples, decodes_n = [], [], [], []
     for u in utts:
         res = transcribe_live(engine, u.pcm, cfg.vad, spec)
         e, n = corpus.wer(u.text, res.text)
@@ -147,12 +148,14 @@ def _run_stt(engine, utts, cfg, speculate_after_ms=None, samples=0) -> dict:
         if res.final_ms is not None:
             final.append(res.final_ms)
         decode += res.decode_ms
+        decodes_n.append(len(res.decode_ms))
         if len(out_samples) < samples and (not out_samples or kind != out_samples[-1]["source"]):
             out_samples.append({"source": kind, "ref": u.text, "hyp": res.text, "final_ms": round(res.final_ms or 0)})
     e_all = sum(v[0] for v in errs.values())
     n_all = sum(v[1] for v in errs.values())
     return {"wer": round(e_all / max(n_all, 1), 4), "words": n_all, "final": final, "decode": decode,
-            "wer_by_source": {k: round(v[0] / max(v[1], 1), 4) for k, v in errs.items()}, "samples": out_samples}
+            "wer_by_source": {k: round(v[0] / max(v[1], 1), 4) for k, v in errs.items()}, "samples": out_samples,
+            "decodes_per_utterance": round(float(np.mean(decodes_n)), 2) if decodes_n else None}
 
 
 def _run_candidates(args, cfg, utts, main: dict, main_name: str) -> list[dict]:
@@ -175,6 +178,7 @@ def _run_candidates(args, cfg, utts, main: dict, main_name: str) -> list[dict]:
         r = _run_stt(engine, utts, cfg)
         rows.append({"engine": engine.name, "installed": True, "wer": r["wer"], "wer_by_source": r["wer_by_source"],
                      "final_ms": _pct(r["final"]), "decode_ms": _pct(r["decode"]), "load_s": round(load_s, 2),
+                     "decodes_per_utterance": r["decodes_per_utterance"],
                      "rss_added_mb": round(rss_add, 1), "default": False})
         del engine
     return rows
