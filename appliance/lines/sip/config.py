@@ -10,6 +10,7 @@ class SipLineConfig:
     type: Literal["sip"] = "sip"
     name: str = field(default="sip", metadata={"help": "line name used in events and health"})
     listen: str = field(default="127.0.0.1:5060", metadata={"help": "host:port the user agent binds (UDP)"})
+    tcp: bool = field(default=True, metadata={"help": "also take and place SIP over TCP on the listen port (UDP is always on)"})
     registrar: str | None = field(default=None, metadata={"help": "host[:port] to REGISTER with; none: accept direct calls"})
     username: str | None = None
     password_env: str | None = field(default=None, metadata={"help": "environment variable holding the SIP password", "secret": False})

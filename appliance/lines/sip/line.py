@@ -180,6 +180,12 @@ class SipLine(Line):
             await self.endpoint.start(self.listen_host, self.listen_port)
         except OSError as exc:
             raise LineError(f"{self.name}: cannot listen on {self.cfg.listen}: {exc}") from exc
+        if self.cfg.tcp:
+            try:
+                await self.endpoint.start_tcp(self.listen_host, self.local_port)
+            except OSError as exc:  # UDP is what ATAs and trunks use; TCP is an extra
+                log.warning("%s: SIP over TCP unavailable on %s:%d (%s); UDP only", self.name,
+                            self.listen_host, self.local_port, exc)
         if self.registrar:
             self.set_state("down", "registering")
             self._tasks.append(asyncio.create_task(self._register_loop()))
@@ -221,7 +227,7 @@ class SipLine(Line):
         return {"name": self.name, "state": self.state, "registered": self.registered,
                 "registrar": self.cfg.registrar, "last_register_status": self.last_register_status,
                 "calls": len(self.calls), "refused": self.gate.rejected, "ignored": self.gate.dropped,
-                "scanners": self.gate.scanners,
+                "scanners": self.gate.scanners, "tcp": bool(self.endpoint and self.endpoint.tcp),
                 "parse_errors": self.endpoint.parse_errors if self.endpoint else 0}
 
     # ---- security ------------------------------------------------------------------------
@@ -398,6 +404,12 @@ class SipLine(Line):
         except SipParseError as exc:
             self.endpoint.respond(req, make_response(req, 400, f"Bad Request ({exc})"[:60]), addr)
 
+    def _note_transport(self, dialog: Dialog) -> None:
+        """In-dialog requests follow the transport the far end's URI asks for (§18.1.1, RFC 3263)."""
+        hop = NameAddr.parse(dialog.route_set[0]).uri if dialog.route_set else dialog.remote_target
+        if (hop.params.get("transport") or "").lower() == "tcp" and self.endpoint is not None:
+            self.endpoint.prefer_tcp(hop.hostport())
+
     def _spawn(self, coro) -> asyncio.Task:
         """A background task the line keeps a reference to (and cancels on stop)."""
         task = asyncio.create_task(coro)
@@ -446,6 +458,7 @@ class SipLine(Line):
         call = SipCall(self, "inbound", caller, req.call_id)
         call.invite, call.invite_addr = req, addr
         call.dialog = Dialog.as_uas(req, call.local_tag)
+        self._note_transport(call.dialog)
         call.negotiated = neg
         call._offer = req.body and sdpmod.parse_sdp(req.body)
         call.display_name = frm.display
@@ -619,6 +632,10 @@ class SipLine(Line):
             raise LineError(f"{self.name}: busy (max_calls={self.cfg.max_calls})")
         target = self._target_uri(number)
         dest = (self.registrar if self.registrar else target.hostport())
+        if not self.registrar and (target.params.get("transport") or "").lower() == "tcp":
+            if not self.endpoint.tcp:
+                raise LineError(f"{self.name}: {number!r} asks for TCP, which this line does not have")
+            self.endpoint.prefer_tcp(dest)
         call_id = os.urandom(10).hex() + "@" + self.contact_host
         call = SipCall(self, "outbound", number, call_id)
         call.consult = consult
@@ -685,6 +702,7 @@ class SipLine(Line):
 
     async def _confirm_outbound(self, call: SipCall, invite: SipMessage, resp: SipMessage, dest) -> None:
         call.dialog = Dialog.as_uac(invite, resp)
+        self._note_transport(call.dialog)
         call._learn_peer(resp)
         ack, ack_dest = call.dialog.request("ACK", self.contact_host, self.local_port, self.contact,
                                             cseq=invite.cseq[0])

@@ -1,4 +1,9 @@
-"""The SIP transport and transaction layers over UDP (RFC 3261 §17, §18; rport per RFC 3581).
+"""The SIP transport and transaction layers over UDP, and TCP on the same port (RFC 3261 §17, §18;
+rport per RFC 3581).
+
+TCP: requests and responses arriving on a TCP connection are answered on it; destinations marked with
+`prefer_tcp` (a `transport=tcp` URI) are reached over a TCP connection (reused while it lives), with
+the top Via saying TCP and no retransmissions (reliable transport: only Timer B/F apply).
 
 Client transactions retransmit with T1 doubling (capped at T2 for non-INVITE) and give up after
 64*T1 (Timer B/F) with a synthesized 408. Server transactions answer retransmitted requests with the
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -70,13 +76,120 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._server: OrderedDict[tuple[str, str, str], ServerTransaction] = OrderedDict()
         self._reliable: dict[tuple[str, int], tuple[asyncio.TimerHandle | None, bytes]] = {}
         self.parse_errors = 0
+        self._tcp_server: asyncio.AbstractServer | None = None
+        self._conns: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self._tcp_prefer: set[tuple[str, int]] = set()
+        self._tcp_tasks: set[asyncio.Task] = set()
+        self._tcp_pending: dict[tuple[str, int], list[bytes]] = {}
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self.transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
         self.local = self.transport.get_extra_info("sockname")[:2]
 
+    # ---- TCP -----------------------------------------------------------------------------
+    MAX_TCP_MESSAGE = 65536
+    _CLEN = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
+
+    async def start_tcp(self, host: str, port: int) -> None:
+        """Also accept SIP over TCP on host:port (normally the UDP port)."""
+        self._tcp_server = await asyncio.start_server(self._serve_tcp, host, port, limit=self.MAX_TCP_MESSAGE)
+
+    @property
+    def tcp(self) -> bool:
+        return self._tcp_server is not None
+
+    def prefer_tcp(self, addr: tuple[str, int]) -> None:
+        """Reach `addr` over TCP from now on (its URI said transport=tcp)."""
+        self._tcp_prefer.add((addr[0], addr[1]))
+
+    def is_tcp(self, addr: tuple[str, int]) -> bool:
+        return addr in self._conns or addr in self._tcp_prefer
+
+    def _spawn_tcp(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tcp_tasks.add(task)
+        task.add_done_callback(self._tcp_tasks.discard)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = tuple(writer.get_extra_info("peername")[:2])
+        self._conns[addr] = writer
+        try:
+            await self._read_stream(reader, writer, addr)
+        except asyncio.CancelledError:  # the loop is shutting down: the connection just ends
+            pass
+
+    async def _read_stream(self, reader, writer, addr) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.LimitOverrunError:
+                    log.debug("SIP/TCP from %s: header over %d bytes; closing", addr, self.MAX_TCP_MESSAGE)
+                    return
+                head = head.lstrip(b"\r\n")
+                if not head:
+                    continue                              # CRLF keep-alive (RFC 5626 §3.5.1)
+                m = self._CLEN.search(head)
+                length = int(m.group(1)) if m else 0
+                if length > self.MAX_TCP_MESSAGE:
+                    log.debug("SIP/TCP from %s: body of %d bytes; closing", addr, length)
+                    return
+                body = await reader.readexactly(length) if length else b""
+                self.datagram_received(head + body, addr)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            if self._conns.get(addr) is writer:
+                del self._conns[addr]
+            writer.close()
+
+    def _tcp_send(self, data: bytes, addr: tuple[str, int]) -> None:
+        writer = self._conns.get(addr)
+        if writer is not None and not writer.is_closing():
+            writer.write(data)
+            return
+        queue = self._tcp_pending.get(addr)
+        if queue is not None:                              # a connection is being opened
+            queue.append(data)
+            return
+        self._tcp_pending[addr] = [data]
+
+        async def connect():
+            try:
+                reader, writer = await asyncio.open_connection(addr[0], addr[1], limit=self.MAX_TCP_MESSAGE)
+            except OSError as exc:
+                log.info("SIP/TCP: cannot connect to %s:%d: %s", addr[0], addr[1], exc)
+                self._tcp_pending.pop(addr, None)          # the transaction times out (Timer B/F)
+                return
+            self._conns[addr] = writer
+            for chunk in self._tcp_pending.pop(addr, []):
+                writer.write(chunk)
+            await self._read_stream(reader, writer, addr)
+
+        self._spawn_tcp(connect())
+
+    @staticmethod
+    def _via_transport(msg: SipMessage, tcp: bool) -> None:
+        """Say the transport the request really goes over in its top Via (§18.1.1)."""
+        if not msg.is_request:
+            return
+        for i, (name, value) in enumerate(msg.headers):
+            if name.lower() in ("via", "v"):
+                want, other = ("SIP/2.0/TCP", "SIP/2.0/UDP") if tcp else ("SIP/2.0/UDP", "SIP/2.0/TCP")
+                if value.upper().startswith(other):
+                    msg.headers[i] = (name, want + value[len(other):])
+                return
+
     def close(self) -> None:
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            self._tcp_server = None
+        for writer in list(self._conns.values()):
+            writer.close()
+        self._conns.clear()
+        for task in list(self._tcp_tasks):
+            task.cancel()
         for tx in list(self._client.values()):
             if tx.timer:
                 tx.timer.cancel()
@@ -94,8 +207,16 @@ class SipEndpoint(asyncio.DatagramProtocol):
     def send(self, msg: SipMessage | bytes, addr: tuple[str, int]) -> None:
         if self.transport is None:
             return
-        data = msg if isinstance(msg, bytes) else msg.to_bytes()
-        self.transport.sendto(data, addr)
+        tcp = self.is_tcp(addr)
+        if isinstance(msg, SipMessage):
+            self._via_transport(msg, tcp)
+            data = msg.to_bytes()
+        else:
+            data = msg
+        if tcp:
+            self._tcp_send(data, addr)
+        else:
+            self.transport.sendto(data, addr)
 
     # ---- incoming ------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr) -> None:
@@ -236,11 +357,14 @@ class SipEndpoint(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         branch = req.top_via.branch
         method = req.cseq[1]
+        reliable = self.is_tcp(addr)
+        self._via_transport(req, reliable)
         data = req.to_bytes()
         tx = ClientTransaction(req, addr, data, loop.create_future(), on_provisional, interval=self.t1)
         self._client[(branch, method)] = tx
         self.send(data, addr)
-        self._arm(tx)
+        if not reliable:                              # §17.1.1.2: no retransmission over TCP
+            self._arm(tx)
         limit = 64 * self.t1
         try:
             while True:
