@@ -106,7 +106,7 @@ async def _run(cfg, args, out: Path) -> dict[str, Any]:
         png_path, png_error = None, f"no timeline PNG: {exc} (pip install matplotlib)"
 
     turns = [t.event() for t in s.turns]
-    for t, ev in zip(s.turns, turns):
+    for t, ev in zip(s.turns, turns, strict=False):
         ev["speech_end_ms"] = round(t.speech_end_ms)
         ev["first_audio_ms"] = None if t.first_audio_ms is None else round(t.first_audio_ms)
     handoffs = [d for k, d in s.events if k == "handoff"]

@@ -295,7 +295,7 @@ class CallSession:
         while True:
             try:
                 ev = await asyncio.wait_for(self.call.events.get(), timeout=max(0.05, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if time.monotonic() >= deadline:
                     self.end_reason = "max call time"
                     raise _CallOver() from None
@@ -595,7 +595,7 @@ class CallSession:
             if self._interrupted_last:
                 try:
                     turn = await asyncio.wait_for(self._turns.get(), RESUME_PROMPT_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if self._collecting or self._barge is not None:
                         continue   # the caller is talking: wait for their turn
                     self._interrupted_last = False

@@ -49,7 +49,7 @@ def plot_timeline(res, path: Path) -> Path:
     colors = {"greeting": "tab:green", "speaking": "tab:green", "thinking": "tab:orange", "listening": "lightgrey",
               "handoff": "tab:purple", "answered": "white", "ended": "white"}
     states = s.timeline["states"] + [(n / 8.0, "end")]
-    for (t0, st), (t1, _) in zip(states, states[1:]):
+    for (t0, st), (t1, _) in zip(states, states[1:], strict=False):
         lane.broken_barh([(t0 / 1000, max(0.0, (t1 - t0) / 1000))], (2.1, 0.8), color=colors.get(st, "white"))
         if (t1 - t0) > 600:
             lane.text(t0 / 1000 + 0.05, 2.5, st, fontsize=6, va="center")
