@@ -1,6 +1,8 @@
-"""SIP line: an asyncio SIP user agent (RFC 3261), SDP offer/answer (RFC 3264), RTP/RTCP (RFC 3550).
+"""SIP line: an asyncio SIP user agent (RFC 3261, UDP and TCP), SDP offer/answer (RFC 3264),
+RTP/RTCP (RFC 3550), RFC 4733 DTMF, blind (RFC 3515) and attended (RFC 5589, Replaces) transfer.
 
-`SipLine(cfg: SipLineConfig)` is the line; see line.py. Parsers: message.py (SIP), sdp.py, rtp.py.
+`SipLine(cfg: SipLineConfig)` is the line; see line.py. Parsers: message.py (SIP), sdp.py, rtp.py;
+transport and transactions: transaction.py; dialogs: dialog.py; digest auth: auth.py.
 """
 from __future__ import annotations
 

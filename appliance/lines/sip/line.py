@@ -108,7 +108,7 @@ class SipCall(Call):
 
 
 class SipLine(Line):
-    """An asyncio SIP user agent over UDP (see the package docstring for what it speaks)."""
+    """An asyncio SIP user agent over UDP, and TCP on the same port (see the package docstring)."""
 
     capabilities = LineCapabilities(full_duplex=True, caller_id=True, dtmf_in=True, dtmf_out=True,
                                     transfer_blind=True, transfer_warm=False, outbound=True)
