@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
     p.add_argument("--llm-ttft-ms", type=float, default=300.0, help="local LLM time to first token (default 300)")
     p.add_argument("--tokens-per-s", type=float, default=50.0, help="local LLM token rate (default 50)")
     p.add_argument("--echo-db", type=float, default=-12.0, help="line echo level (default -12 dB)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference threads per STT decode / TTS synthesis (default: 1 with 2+ calls, as concurrent "
+                        "calls already fill the cores; else the configured ones)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -75,6 +78,11 @@ async def _run(args) -> dict[str, Any]:
     from ..lines.sim_config import SimLineConfig
 
     base = load(None)
+    threads = args.threads or (1 if args.calls >= 2 else None)
+    if threads:
+        sp = base.speech
+        base = dataclasses.replace(base, speech=dataclasses.replace(
+            sp, stt=dataclasses.replace(sp.stt, threads=threads), tts=dataclasses.replace(sp.tts, threads=threads)))
     load_avg = os.getloadavg()[0]
     loop = asyncio.get_running_loop()
     _say(args, "bench call: loading speech models...")
@@ -99,7 +107,9 @@ async def _run(args) -> dict[str, Any]:
         wall = time.monotonic() - t0
     finally:
         server.stop()
-    return _summarize(args, results, wall, cpu_s, load_avg)
+    out = _summarize(args, results, wall, cpu_s, load_avg)
+    out["stt_threads"], out["tts_threads"] = base.speech.stt.threads, base.speech.tts.threads
+    return out
 
 
 def _call_figures(res) -> dict[str, Any]:
@@ -186,7 +196,8 @@ def report(r: dict[str, Any]) -> str:
     st = r["stages_ms"]
     lines = [
         f"{r['calls']} concurrent simulated call(s), LLM TTFT {r['llm_ttft_ms']:.0f} ms at {r['tokens_per_s']:.0f} "
-        f"tokens/s; {r['turns']} turns; load average at start {r['load_avg_at_start']}; "
+        f"tokens/s; {r['turns']} turns; {r.get('stt_threads')} inference thread(s) each; "
+        f"load average at start {r['load_avg_at_start']}; "
         f"this process used {r['cpu_pct']} % of one core",
         f"  v2v (end of caller speech -> first agent audio): {p(r['v2v_ms'])}",
         f"  added (v2v - LLM first token): {p(r['added_ms'])}  "
