@@ -14,6 +14,14 @@ Three pieces, used per 20 ms frame in this order:
   Barge-in must use it: echo alone never counts; caller speech over echo (double talk) does.
 - `EchoPath`: a simulated line echo (delay, hybrid dispersion, attenuation, noise, G.711) for tests,
   benchmarks and the simulated line.
+
+Measured by `tools/bench_echo.py` (espeak-ng agent voice, delays 20-200 ms, echo return loss 6/12/20
+dB, 10 s per case): speex ERLE 23.7-29.2 dB (median 26.2, residual 0.24 % of the echo power against
+100 % without a canceller), 21.9 dB or more after double talk; the numpy twin 16.7-21.2 dB. On echo
+alone the gate let through no caller frame in any case (the VAD alone: 51 false barge-ins); with the
+caller talking over the agent it paused playout 12/12 after P50 160 / P95 200 ms of speech (the VAD
+on the caller alone: 180 ms) and the caller lost 0.5 dB through the canceller. Without a canceller
+the gate is safe but deaf: no double talk passes unless the caller is louder than our own voice.
 """
 from __future__ import annotations
 
