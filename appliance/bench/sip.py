@@ -186,13 +186,16 @@ async def _impair_one(peers, impair_mod, workdir, profile, index):
     rx = np.concatenate(frames) if frames else np.zeros(0, np.int16)
     cont_box, ratio_box = _continuity(peers, rx, TONE_HZ)
     recs = bob.recordings("dec")
-    cont_far, ratio_far = (0.0, -100.0)
+    cont_far, ratio_far, far_tone_s = (0.0, -100.0, 0.0)
     if recs:
         far, _ = peers.read_wav(recs[-1])
         cont_far, ratio_far = _continuity(peers, far, BOX_HZ)
+        # baresip records decoded frames only: a lost packet leaves no gap, the tone gets shorter
+        far_tone_s = len(peers.active_part(far)) / 8000.0
     return {"jitter_ms": jitter_ms, "loss_pct": loss, "reorder_pct": reorder, "dup_pct": dup,
             "box_continuity": round(cont_box, 3), "box_tone_db": round(ratio_box, 1),
             "far_continuity": round(cont_far, 3), "far_tone_db": round(ratio_far, 1),
+            "far_tone_s": round(far_tone_s, 2), "box_tone_sent_s": 4.0,
             "jb_delay_ms": _pct(delays), "jb_mean_delay_ms": round(statistics.fmean(delays), 1) if delays else None,
             "jb_target_ms": stats["target_ms"], "concealed": stats["concealed"], "late": stats["late"],
             "dropped": stats["dropped"], "relay": dict(imp.counts)}
