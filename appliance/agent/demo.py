@@ -83,12 +83,44 @@ async def _run(cfg, args, out: Path) -> dict[str, Any]:
     await loop.run_in_executor(None, engines.preload_semantic_endpointing, cfg.detect)
     _progress(args, f"models ready in {time.monotonic() - t0:.1f} s; the caller is dialling (the call runs in real time)\n")
 
-    def on_line(entry: dict) -> None:
-        who = "caller" if entry["role"] == "caller" else "agent "
-        extra = "  (filler)" if entry.get("filler") else ""
-        _progress(args, f"  {entry['t_ms'] / 1000:6.1f}s  {who}: {entry['text']}{extra}")
+    # An agent line grows piece by piece (and may be cut by a barge-in): print it once it is settled.
+    pending: list[dict] = []
 
-    res = await run_sim_call(cfg, script=args.script, tts=tts, on_transcript=on_line)
+    def show(entry: dict) -> None:
+        who = "caller" if entry["role"] == "caller" else "agent "
+        text = entry["text"]
+        if entry.get("interrupted"):
+            text = f"{entry.get('heard') or ''}... [interrupted; the rest was not said]"
+        extra = "  (filler)" if entry.get("filler") else ""
+        _progress(args, f"  {entry['t_ms'] / 1000:6.1f}s  {who}: {text}{extra}")
+
+    notes: list[str] = []
+
+    def flush() -> None:
+        while pending:
+            show(pending.pop(0))
+        while notes:
+            _progress(args, notes.pop(0))
+
+    def on_line(entry: dict) -> None:
+        flush()
+        if entry["role"] == "agent" and not entry.get("filler"):
+            pending.append(entry)
+        else:
+            show(entry)
+
+    def on_event(kind: str, data: dict) -> None:
+        if kind in ("turn", "barge_in", "handoff", "call.ended") and not (kind == "barge_in"
+                                                                           and data.get("outcome") == "resumed"):
+            flush()
+        if kind == "barge_in" and data.get("outcome") == "resumed":
+            notes.append(f"  {data['onset_ms'] / 1000:6.1f}s  (the caller's backchannel over that reply: "
+                         "the agent paused and carried on)")
+            if not pending:
+                flush()
+
+    res = await run_sim_call(cfg, script=args.script, tts=tts, on_transcript=on_line, emit=on_event)
+    flush()
     s, rec = res.session, res.record
     wav_path = out / "call.wav"
     stereo = rec.stereo()
