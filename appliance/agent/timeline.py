@@ -51,7 +51,7 @@ def plot_timeline(res, path: Path) -> Path:
     states = s.timeline["states"] + [(n / 8.0, "end")]
     for (t0, st), (t1, _) in zip(states, states[1:], strict=False):
         lane.broken_barh([(t0 / 1000, max(0.0, (t1 - t0) / 1000))], (2.1, 0.8), color=colors.get(st, "white"))
-        if (t1 - t0) > 600:
+        if (t1 - t0) > 1100:
             lane.text(t0 / 1000 + 0.05, 2.5, st, fontsize=6, va="center")
     for i, b in enumerate(s.barge_ins):
         c = "tab:red" if b.outcome == "barge_in" else "tab:olive"
