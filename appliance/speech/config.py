@@ -17,7 +17,7 @@ class SttConfig:
     engine: Literal["whisper", "transducer"] = field(default="whisper", metadata={"help": "whisper: Whisper tiny.en decoded per VAD segment (embedded default); transducer: sherpa-onnx streaming zipformer (fetch it first)"})
     model: str = field(default="whisper-tiny.en", metadata={"help": "model name from models/manifest.yaml"})
     threads: int = field(default=2, metadata={"min": 1, "max": 8})
-    speculate_after_ms: int = field(default=32, metadata={"help": "decode speculatively once the caller has paused this long, so the transcript is ready when the turn ends", "min": 0, "max": 2000})
+    speculate_after_ms: int = field(default=32, metadata={"help": "decode speculatively once the caller has paused this long, so the transcript is ready when the turn ends; raise to ~96 on a slow or busy box (fewer wasted decodes, see appliance/speech/README.md)", "min": 0, "max": 2000})
 
 
 @dataclass(frozen=True)
