@@ -49,6 +49,7 @@ FALSE_BARGE_QUIET_MS = 240   # quiet after a short burst of caller speech: resum
 PRE_ROLL_FRAMES = 6          # audio kept before the caller's speech onset for STT (the VAD's onset delay)
 BARGE_IN_SURE_MS = 1000      # caller speech this long over the agent is an interruption, whatever it says
 SHORT_TEXT_WAIT_MS = 400     # how long the agent stays paused for a short burst's transcript
+STT_FILLER = "Mm, one moment."  # said when the transcript of a turn is slow in coming
 RESUME_PROMPT_S = 4.0        # after an interruption with no turn following, invite the caller to go on
 
 _STOP_WORDS = {
@@ -540,14 +541,18 @@ class CallSession:
         task = self._reply_task
         if task is not None and not task.done():
             task.cancel()
+        replying = task is not None and not task.done()
+        # only a reply with words on the line changes the history (not a filler, not a reply that
+        # had not started): the greeting or the current reply is cut to what was heard
+        said = b.during == "speaking" and sp is not None and bool(sp.full_text)
         turn = self.turns[-1] if self.turns else None
-        if turn is not None and b.during == "speaking":
+        if turn is not None and said and replying:
             turn.interrupted = True
             turn.heard_text = heard
-        if b.during == "speaking" and self.dialogue is not None:
+        if said and self.dialogue is not None:
             self.dialogue.heard(heard)
         entry = self._agent_entry
-        if entry is not None and b.during == "speaking":
+        if entry is not None and said:
             entry["heard"] = heard
             entry["interrupted"] = True
         self.emit("barge_in", {"outcome": "stopped", "onset_ms": round(b.onset_ms), "during": b.during,
@@ -604,7 +609,7 @@ class CallSession:
             else:
                 turn = await self._turns.get()
             self._interrupted_last = False
-            text = (await turn._stt_future or "").strip()  # type: ignore[attr-defined]
+            text = (await self._await_transcript(turn) or "").strip()
             turn.stt = (time.monotonic() - turn._stt_t0) * 1000.0  # type: ignore[attr-defined]
             if not text:
                 empty_in_a_row += 1
@@ -632,6 +637,31 @@ class CallSession:
                 raise _CallOver()
             if not self._closing:
                 self._set_state("listening")
+
+    async def _await_transcript(self, turn: Turn) -> str | None:
+        """The turn's transcript; if it is slow in coming (a loaded box), say a short filler
+        rather than leave the caller in silence (the LLM's own filler clock starts later)."""
+        fut = turn._stt_future  # type: ignore[attr-defined]
+        wait_s = (self.cfg.llm.first_token_filler_ms if self.cfg.llm is not None else 1500) / 1000.0
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), wait_s)
+        except TimeoutError:
+            pass
+        turn.filler = True
+        filler = asyncio.create_task(self._speak_filler(STT_FILLER), name="filler")
+        try:
+            text = await fut
+        except BaseException:
+            filler.cancel()
+            await asyncio.wait({filler})
+            raise
+        await filler   # the answer follows the filler, it does not cut it
+        return text
+
+    async def _speak_filler(self, text: str) -> None:
+        async def pieces():
+            yield LlmEvent("filler", text)
+        await self._speak(pieces(), None)
 
     def _emit_turn(self, turn: Turn) -> None:
         if self._await_audio is turn:
