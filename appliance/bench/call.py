@@ -9,7 +9,8 @@ token rate), spoken to by the real `openai` client.
 Each scripted caller: asks a question; interrupts the long answer mid-sentence; asks something
 else and listens to the whole long answer in silence (its echo comes back the whole time); says
 goodbye (the model ends the call). Measured on the line (what the caller hears), per turn:
-- `v2v_ms`: end of the caller's speech -> first agent audio on the line;
+- `v2v_ms`: end of the caller's speech -> first agent audio on the line (a filler counts:
+  `filler_turns` says how many turns began with one);
 - `added_ms`: v2v minus the LLM's time to first token as the session measured it (request
   sent -> first token): what the appliance adds (endpointing, STT, TTS, playout);
 - `barge_in_stop_ms`: onset of the interruption -> agent audio stops on the line;
@@ -129,7 +130,8 @@ def _call_figures(res) -> dict[str, Any]:
                       "added": None if added is None else round(added, 1),
                       "session_v2v": None if t.v2v is None else round(t.v2v, 1),
                       "endpoint": t.endpoint, "stt": t.stt, "llm_first_token": t.llm_first_token,
-                      "tts_first_audio": t.tts_first_audio, "endpoint_reason": t.endpoint_reason})
+                      "tts_first_audio": t.tts_first_audio, "endpoint_reason": t.endpoint_reason,
+                      "filler": t.filler})
     stops = [b for b in rec.barge_in_stops() if b["label"] == "interrupt"]
     # any pause or stop whose onset is not inside (or just after) a caller utterance was echo or noise
     spans = [(u.start_ms - 200, (u.end_ms or u.start_ms) + 400) for u in rec.utterances]
@@ -166,6 +168,7 @@ def _summarize(args, results, wall: float, cpu_s: float, load_avg: float) -> dic
         "llm_ttft_ms": args.llm_ttft_ms,
         "tokens_per_s": args.tokens_per_s,
         "turns": len(turns),
+        "filler_turns": sum(1 for t in turns if t["filler"]),   # first audio was a filler (slow STT or LLM)
         "stages_ms": stage,
         "missed_barge_ins": sum(c["missed_barge_ins"] for c in calls),
         "tts_gap_ms": sum(c["tts_gap_ms"] for c in calls),
@@ -199,7 +202,8 @@ def report(r: dict[str, Any]) -> str:
         f"tokens/s; {r['turns']} turns; {r.get('stt_threads')} inference thread(s) each; "
         f"load average at start {r['load_avg_at_start']}; "
         f"this process used {r['cpu_pct']} % of one core",
-        f"  v2v (end of caller speech -> first agent audio): {p(r['v2v_ms'])}",
+        f"  v2v (end of caller speech -> first agent audio): {p(r['v2v_ms'])}"
+        + (f" ({r['filler_turns']} turn(s) began with a filler)" if r.get("filler_turns") else ""),
         f"  added (v2v - LLM first token): {p(r['added_ms'])}  "
         f"[target P95 <= {TARGETS['added_p95_ms']:.0f}: {ok[r['meets']['added_p95']]}]",
         f"    stages: endpoint {p(st['endpoint'])}; stt {p(st['stt'])}; llm first token {p(st['llm_first_token'])};"
