@@ -32,8 +32,8 @@ SCRIPT: list[dict[str, Any]] = [
     {"say": "What are your opening hours?", "gap_ms": 1000, "timeout_ms": 40000, "label": "question"},
     {"say": "Sorry, are you open on Sundays?", "when": "agent_speaking", "after_ms": 1500, "timeout_ms": 40000,
      "label": "interrupt"},
-    {"say": "Can I book a visit for Saturday morning?", "gap_ms": 1300, "timeout_ms": 40000, "label": "question"},
-    {"say": "Thanks, that's all. Goodbye.", "gap_ms": 1300, "timeout_ms": 40000, "label": "goodbye"},
+    {"say": "Can I book a visit for Saturday morning?", "gap_ms": 2500, "timeout_ms": 40000, "label": "question"},
+    {"say": "Thanks, that's all. Goodbye.", "gap_ms": 2500, "timeout_ms": 40000, "label": "goodbye"},
     {"hangup": True, "gap_ms": 3000, "timeout_ms": 30000, "label": "hang up"},
 ]
 
