@@ -2,23 +2,14 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED_MODELS = REPO.parent / "shared" / "models"
+from testutil import REPO, SHARED_MODELS, free_port  # noqa: F401 - re-exported for fixtures
 
 # Tests find mirrored models (Whisper) in ../shared/models unless told otherwise.
 if SHARED_MODELS.is_dir():
     os.environ.setdefault("APPLIANCE_MODELS_MIRROR", str(SHARED_MODELS))
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def test_doctor_reports_the_twin_when_forced():
 
 
 def test_doctor_finds_an_unreachable_broker(tmp_path):
-    from conftest import free_port
+    from testutil import free_port
 
     f = tmp_path / "c.yaml"
     f.write_text(f"fleet:\n  host: 127.0.0.1\n  port: {free_port()}\n")

@@ -11,8 +11,7 @@ import pytest
 
 from appliance.fleet.mosquitto import Mosquitto
 
-REPO = Path(__file__).resolve().parents[2]
-ACL_EXAMPLE = REPO / "firmware-config" / "mosquitto" / "aclfile.example"
+from testutil import ACL_EXAMPLE, REPO  # noqa: F401
 
 pytestmark = pytest.mark.peers
 

@@ -12,7 +12,7 @@ import socket
 import threading
 
 import pytest
-from conftest import ACL_EXAMPLE
+from testutil import ACL_EXAMPLE
 from fleet_helpers import cfg, wait_for
 
 from appliance.fleet import Fleet, TlsConfig

@@ -5,7 +5,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import ACL_EXAMPLE
+from testutil import ACL_EXAMPLE
 from fleet_helpers import cfg, wait_for
 
 from appliance.fleet import Fleet, TlsConfig

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from testutil import REPO
 
 from appliance.fleet.sim import VirtualFleet
 

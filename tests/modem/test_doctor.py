@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from testutil import free_port
 
 from appliance.modem_doctor import format_report, qualify
 
