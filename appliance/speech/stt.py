@@ -12,9 +12,13 @@ Engines (`speech.stt.engine`):
   hypothesis, `finalize()` flushes the last frames.
 
 Thread safety: engines are shared by all calls of a process (`get_stt`). sherpa-onnx recognizers
-keep per-utterance state in streams, but to be safe against engine-internal scratch state the
-decode calls of one engine are serialised by a lock (sherpa-onnx releases the GIL while decoding,
-so other Python threads keep running). Streams belong to one call / one thread.
+are thread safe, their streams are not (the maintainer, k2-fsa/sherpa-onnx#1450); all per-utterance
+state lives in streams, and onnxruntime's `Run` is safe to call concurrently. So Whisper decodes of
+different calls run at once, each on its own stream (sherpa-onnx releases the GIL while decoding):
+no process-wide lock, which made the second of two calls that paused together wait a whole decode.
+(The transducer engine, not the default, still serialises its decodes.)
+Our streams belong to one call / one thread (the whisper stream creates a sherpa stream per decode;
+the transducer stream's sherpa stream is only touched from its call's worker).
 """
 from __future__ import annotations
 
@@ -105,7 +109,6 @@ class WhisperEngine(SegmentEngine):
         self.model = model
         self.name = f"whisper:{model}"
         self._rec = recognizer
-        self._lock = threading.Lock()
         self.vad_config = vad_config
 
     def decode16k(self, samples16k: np.ndarray) -> str:
@@ -114,8 +117,7 @@ class WhisperEngine(SegmentEngine):
             return ""
         s = self._rec.create_stream()
         s.accept_waveform(16000, samples16k)
-        with self._lock:
-            self._rec.decode_stream(s)
+        self._rec.decode_stream(s)   # concurrent decodes are safe: see the module notes
         text = s.result.text.strip()
         return "" if text.lower() in self._NOISE else text
 

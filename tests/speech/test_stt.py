@@ -84,3 +84,17 @@ def test_streaming_transducer_when_installed(speech_models):
         s.accept(u.pcm[i:i + 160])
     assert "fox" in corpus.words(s.partial())       # decoded while the audio arrived
     assert "fox" in corpus.words(s.finalize())
+
+
+def test_concurrent_whisper_decodes_match_sequential_ones(stt, real_utts):
+    """Calls decode at once on the shared engine (no process-wide lock): each result is the same as
+    when decoded alone (sherpa-onnx recognizers are thread safe, streams per decode)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = ("The quick brown fox jumps over the lazy dog.", "it was the age of foolishness,",
+             "One two three four five six seven eight nine ten.")
+    pcms = [real_utts[t].pcm for t in texts] * 2
+    alone = [stt.transcribe(p, 8000) for p in pcms[:3]] * 2
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda p: stt.transcribe(p, 8000), pcms))
+    assert together == alone
