@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import SAMPLES_PER_FRAME
+from ..errors import LineError
 from . import engines, handoff
 from .chunker import SentenceChunker
 from .dialogue import FlowDialogue, LlmDialogue
@@ -70,6 +71,14 @@ _PHRASES: dict[tuple[str, str], np.ndarray] = {}
 
 class _CallOver(Exception):
     pass
+
+
+class _CallerGaveUp(Exception):
+    """The caller hung up before the session answered (a SIP CANCEL, a ring that stopped)."""
+
+
+# line end causes that mean the far end hung up normally; any other (line-lost, modem-reset) is reported as is
+_REMOTE_CAUSES = {None, "", "remote", "remote hangup", "hangup", "bye"}
 
 
 @dataclass
@@ -238,7 +247,14 @@ class CallSession:
         try:
             await self._prepare()
             if call.direction == "inbound" and call.answered_at is None:
-                await call.answer()
+                if call.ended.is_set():
+                    raise _CallerGaveUp()
+                try:
+                    await call.answer()
+                except LineError:
+                    if call.ended.is_set():   # hung up (CANCEL) while we answered: not a failure
+                        raise _CallerGaveUp() from None
+                    raise
             self._set_state("answered")
             self.emit("call.answered", {"remote": call.remote})
             try:
@@ -249,6 +265,9 @@ class CallSession:
                     tg.create_task(self._converse(), name="converse")
             except* _CallOver:
                 pass
+        except* _CallerGaveUp:
+            self.end_reason = "caller gave up"
+            log.info("call %s: the caller hung up before it was answered (%s)", call.call_id, call.end_cause)
         except* Exception as group:
             for exc in group.exceptions:
                 log.error("call %s failed: %s", call.call_id, exc, exc_info=exc)
@@ -304,7 +323,10 @@ class CallSession:
             if ev.type == "hangup":
                 if ev.data.get("cause") == "transferred":   # the line completed our transfer
                     self.end_reason = "transferred"
-                self.end_reason = self.end_reason or ("remote hangup" if not self._closing else ev.data.get("cause"))
+                cause = ev.data.get("cause") or self.call.end_cause
+                if not self._closing and cause in _REMOTE_CAUSES:
+                    cause = "remote hangup"
+                self.end_reason = self.end_reason or cause
                 if self.speaker is not None:
                     self.speaker.stop()   # urgent: nothing more goes to the line
                 raise _CallOver()

@@ -292,3 +292,30 @@ def test_recording_retention(tmp_path):
     assert doc["transcript"][0]["text"] == "Hello" and doc["end_cause"] == "test"
     # keep_days 0 keeps every age; the size limit still applies
     assert apply_retention(tmp_path, 0, 100) == []
+
+
+def test_caller_gives_up_before_answer_is_a_normal_end(base_cfg, server):
+    """A CANCEL (the caller hangs up while the session is still getting ready) is not an error."""
+    n0 = len(server.requests)
+    res = call(llm_cfg(base_cfg, server), [{"say": "Hello?"}],
+               session_hook=lambda s: s.call.mark_ended("cancelled"), timeout_s=60)
+    s = res.session
+    kinds = [k for k, _ in s.events]
+    assert "error" not in kinds and "call.answered" not in kinds, s.events
+    ended = [d for k, d in s.events if k == "call.ended"]
+    assert len(ended) == 1 and ended[0]["cause"] == "caller gave up" and ended[0]["turns"] == 0
+    assert s.call.answered_at is None and not new_requests(server, n0)
+
+
+def test_line_loss_cause_is_passed_through(base_cfg, server):
+    """A lost line (modem carrier gone, modem reset) is reported with the line's cause, not as a hang-up."""
+    def lose_line_soon(s):
+        asyncio.get_running_loop().call_later(2.0, s.call.mark_ended, "line-lost")
+
+    res = call(llm_cfg(base_cfg, server), [{"say": "Hello?", "gap_ms": 20000}],
+               session_hook=lose_line_soon, timeout_s=60)
+    s = res.session
+    assert s.end_reason == "line-lost"
+    ended = [d for k, d in s.events if k == "call.ended"]
+    assert len(ended) == 1 and ended[0]["cause"] == "line-lost"
+    assert "error" not in [k for k, _ in s.events]
