@@ -34,10 +34,13 @@ _HANGOVER_FRAMES = 10        # unvoiced frames that close it (200 ms)
 _FLOOR_FRAMES = 100          # noise floor: minimum level over the last 2 s
 _FLOOR_MAX_DBFS = -30.0      # a floor louder than this is sound (music), not line noise
 _STT_WAIT_MS = 1000          # longest extra wait for a transcript that is being computed
+_WEAK_CUE_WAIT_MS = 3000     # ... when the text so far has a weak machine cue (stale text must not hang up on a person)
+_MUSIC_WAIT_MS = 1500         # after sound the STT calls music, wait this much longer for words
+_WEAK_CUE_GREETING_MS = 4000  # still speaking this long after a weak machine cue ("not available"): a machine
 # Background talkers (a TV, a room) are quieter than the voice on the phone: a frame this far
 # below the loudest speech heard so far is not the far end speaking. The reference decays
 # slowly so a quieter second sentence still counts.
-_REL_GATE_DB = 20.0
+_REL_GATE_DB = 17.0
 _REF_DECAY_DB_PER_FRAME = 0.04
 
 
@@ -93,7 +96,9 @@ class AmdDetector:
         self._audio_start_ms = 0
         self._stt_pending: np.ndarray | None = None
         self._stt_in_flight_since: int | None = None
-        self._stt_served_ms = -1                     # audio time covered by the last request handed out
+        self._stt_served_ms = -1                     # audio time covered by the pending request
+        self._stt_inflight_upto = -1                 # ... by the request being transcribed
+        self._stt_covered_ms = -1                    # ... by the transcript we have
         self._last_stt_ms = 0
         self._cues = cues("")
 
@@ -122,6 +127,7 @@ class AmdDetector:
         self.transcript = text
         self._cues = cues(text)
         self._stt_in_flight_since = None
+        self._stt_covered_ms = max(self._stt_covered_ms, self._stt_inflight_upto)
 
     def stt_request(self) -> np.ndarray | None:
         """Greeting audio (8 kHz int16, from just before speech began) to transcribe now, if any.
@@ -130,6 +136,7 @@ class AmdDetector:
         req, self._stt_pending = self._stt_pending, None
         if req is not None:
             self._stt_in_flight_since = self.t_ms
+            self._stt_inflight_upto = self._stt_served_ms
         return req
 
     @property
@@ -264,8 +271,10 @@ class AmdDetector:
         have_text = c.use_transcript and self.transcript.strip() != ""
         if self.in_speech:
             if not cu["human"]:
-                if not c.use_transcript or cu["machine_weak"]:
+                if not c.use_transcript:
                     limit = c.long_greeting_ms
+                elif cu["machine_weak"]:
+                    limit = max(c.long_greeting_ms, _WEAK_CUE_GREETING_MS)
                 else:
                     limit = c.unclear_greeting_ms
                 if t - self.first_speech_ms >= limit:
@@ -281,11 +290,18 @@ class AmdDetector:
             else:
                 need = c.human_silence_ms
             if silence >= need:
-                # A transcript of this very segment is being computed: give it a moment.
-                waiting = (self._stt_pending is not None or self._stt_in_flight_since is not None) \
-                    and silence < need + _STT_WAIT_MS
+                # A transcript of this very segment is being computed: give it a moment (longer
+                # if the words so far sound like a machine: only the whole answer may say
+                # "... who's calling?").
+                outstanding = self._stt_pending is not None or self._stt_in_flight_since is not None
+                fresh = not c.use_transcript or self._stt_covered_ms >= (self.last_voice_ms or 0) - FRAME_MS
+                weak = cu["machine_weak"] and not cu["human"]
+                waiting = outstanding and not fresh and \
+                    silence < need + (_WEAK_CUE_WAIT_MS if weak else _STT_WAIT_MS)
                 if not waiting:
-                    if cu["machine_weak"] and not cu["human"]:
+                    if fresh and cu["music"] and silence < need + _MUSIC_WAIT_MS:
+                        return None      # music first, most likely a greeting after it: listen on
+                    if weak:
                         return AmdResult("machine", t, f"transcript:{cu['machine_weak']}")
                     if span > (c.unclear_greeting_ms if have_text else c.long_greeting_ms) and not cu["human"]:
                         return AmdResult("machine", t, "long_greeting")

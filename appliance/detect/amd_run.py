@@ -6,7 +6,9 @@
   (`appliance.speech.stt`), else Whisper tiny.en through sherpa-onnx from the model mirror.
 - `run_live(pcm, ...)`: feeds 20 ms frames to an `AmdDetector`; a transcript requested at audio
   time t is delivered at t + the STT's measured wall time (one STT worker, as on a call), so
-  `decision_ms` is what a live call would see on this machine.
+  `decision_ms` is what a live call would see on this machine. `stt_clock="cpu"` uses the
+  call's CPU time instead: what one core of its own would take (on a machine shared with other
+  work, wall time is mostly waiting for a core).
 """
 from __future__ import annotations
 
@@ -184,16 +186,21 @@ class LiveRun:
     greeting_end_ms: int | None
     transcript: str
     stt_calls: int = 0
-    stt_ms: list[float] = field(default_factory=list)
+    stt_ms: list[float] = field(default_factory=list)        # wall time per STT call
+    stt_cpu_ms: list[float] = field(default_factory=list)    # CPU time per STT call
 
 
 def run_live(pcm: np.ndarray, config: AmdConfig | None = None, stt=None, *, stt_latency_ms: float | None = None,
-             until_greeting_end: bool = True) -> LiveRun:
+             until_greeting_end: bool = True, stt_clock: str = "wall") -> LiveRun:
     """Play 8 kHz int16 `pcm` to an `AmdDetector` frame by frame.
 
     `stt`: transcriber or None (timing and tones only). A transcript is delivered at request
-    time + the measured STT wall time (or `stt_latency_ms` if given). At the end of the audio an
-    undecided detector reports `unknown` / `end_of_audio`."""
+    time + the measured STT wall time (CPU time with `stt_clock="cpu"`; `stt_latency_ms` if
+    given). A transcriber may report its own `last_timing = (wall_ms, cpu_ms)` (a memo replaying
+    a measured call). At the end of the audio an undecided detector reports `unknown` /
+    `end_of_audio`."""
+    if stt_clock not in ("wall", "cpu"):
+        raise ValueError(f"stt_clock: got {stt_clock!r}, expected 'wall' or 'cpu'")
     cfg = config or AmdConfig()
     if stt is None and cfg.use_transcript:
         from dataclasses import replace
@@ -201,7 +208,7 @@ def run_live(pcm: np.ndarray, config: AmdConfig | None = None, stt=None, *, stt_
     det = AmdDetector(cfg, LINE_RATE)
     n = SAMPLES_PER_FRAME
     in_flight: tuple[float, str] | None = None
-    calls, stt_ms = 0, []
+    calls, stt_ms, stt_cpu = 0, [], []
     result = None
     for i in range(0, len(pcm) - n + 1, n):
         text = None
@@ -212,15 +219,20 @@ def run_live(pcm: np.ndarray, config: AmdConfig | None = None, stt=None, *, stt_
         if stt is not None and in_flight is None:
             req = det.stt_request()
             if req is not None:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 said = stt(req)
-                wall = 1000.0 * (time.perf_counter() - t0)
+                wall, cpu = 1000.0 * (time.perf_counter() - t0), 1000.0 * (time.process_time() - c0)
+                timing = getattr(stt, "last_timing", None)
+                if timing is not None:
+                    wall, cpu = timing
                 calls += 1
                 stt_ms.append(wall)
-                in_flight = (det.t_ms + (stt_latency_ms if stt_latency_ms is not None else wall), said)
+                stt_cpu.append(cpu)
+                lat = stt_latency_ms if stt_latency_ms is not None else (cpu if stt_clock == "cpu" else wall)
+                in_flight = (det.t_ms + lat, said)
         if result is not None and (det.greeting_ended or not until_greeting_end):
             break
     if result is None:
         result = AmdResult("unknown", int(det.t_ms), "end_of_audio")
     return LiveRun(result=result, beep_ms=det.beep_ms, greeting_end_ms=det.greeting_end_ms,
-                   transcript=det.transcript, stt_calls=calls, stt_ms=stt_ms)
+                   transcript=det.transcript, stt_calls=calls, stt_ms=stt_ms, stt_cpu_ms=stt_cpu)

@@ -9,10 +9,10 @@ class AmdConfig:
     """Answering-machine detection on outbound calls, and the voicemail drop that follows it."""
 
     enabled: bool = True
-    total_analysis_ms: int = field(default=6000, metadata={"help": "give a verdict by this audio time at the latest", "min": 1000, "max": 30000})
+    total_analysis_ms: int = field(default=8000, metadata={"help": "give a verdict by this audio time at the latest", "min": 1000, "max": 30000})
     voicemail_message: str | None = field(default=None, metadata={"help": "message left after the beep; {name} is the callee's name"})
     initial_silence_ms: int = field(default=2500, metadata={"help": "nobody spoke for this long after answer: keep waiting, the verdict will be unknown if it lasts", "min": 500, "max": 10000})
-    human_silence_ms: int = field(default=700, metadata={"help": "silence after a short answer ('hello?') that means a person is waiting for us", "min": 200, "max": 3000})
+    human_silence_ms: int = field(default=800, metadata={"help": "silence after a short answer ('hello?') that means a person is waiting for us", "min": 200, "max": 3000})
     human_cue_silence_ms: int = field(default=450, metadata={"help": "silence after an answer whose transcript sounds like a live person", "min": 150, "max": 3000})
     long_answer_silence_ms: int = field(default=900, metadata={"help": "silence needed after a longer answer (a machine may just be pausing between sentences)", "min": 200, "max": 3000})
     short_answer_ms: int = field(default=1500, metadata={"help": "speech up to this long is a short answer", "min": 300, "max": 5000})

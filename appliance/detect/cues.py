@@ -27,13 +27,22 @@ MACHINE_WEAK = (
     "not available", "unavailable", "please leave", "away from", "sorry i missed", "sorry we missed",
     "missed your call", "not here", "out of the office", "reached the", "thank you for your call",
     "call you back", "as soon as possible", "music", "is not available", "isn't available", "not available right now",
+    "is full", "cannot accept", "can't accept", "goodbye", "good bye",
 )
+# The same phrases as patterns that survive a small STT model's slips ("leave my message").
+MACHINE_STRONG_PATTERNS = (
+    re.compile(r"\bleave (?:\w+ ){0,2}message\b"), re.compile(r"\b(?:after|at) the (?:\w+ )?(?:tone|beep)\b"),
+)
+# "Who's calling?" as a small model mishears it ("move calling", "it was calling"): an answer that
+# ends on "... calling" (but not "thank you for calling", which businesses' greetings say).
+HUMAN_PATTERNS = (re.compile(r"(?<!\bfor) calling(?: please)?$"),)
 # Things a live person says to the caller.
 HUMAN = (
     "who's calling", "who is calling", "who's this", "who is this", "whos calling", "whos this",
     "can i help", "may i help", "how can i", "how may i", "what can i do for you", "can i ask who",
     "speaking", "can you hear me", "hello hello", "yes hello", "hi who", "what do you want", "what is it",
     "may i ask", "can i take a message", "one moment", "hold on", "just a second",
+    "do you want to leave", "would you like to leave", "you want to leave a message",
 )
 # Words people open a call with. An answer with none of them ("Emily.") may be a recorded
 # name waiting for its beep, so the detector waits a little longer before calling it human.
@@ -43,11 +52,14 @@ ANSWER = ("hello", "hi", "hey", "yes", "yeah", "yep", "yup", "speaking", "good m
 BUSINESS = ("thank you for calling", "thanks for calling", "thank you for choosing", "you've called", "you have called")
 
 _NON_WORD = re.compile(r"[^a-z0-9' ]+")
+# Whisper's notes on non-speech: "[ Silence ]", "(indistinct chatter)", "*music*", "♪".
+_MUSIC_NOTE = re.compile(r"music|song|melody|instrumental|♪")
+_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|♪")
 
 
 def normalise(text: str) -> str:
     """Lower case, straight apostrophes, punctuation to spaces, single spaces."""
-    t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    t = _ANNOTATION.sub(" ", text.lower().replace("\u2019", "'").replace("\u2018", "'"))
     t = _NON_WORD.sub(" ", t)
     return " ".join(t.split())
 
@@ -60,17 +72,29 @@ def _find(text: str, phrases) -> str | None:
     return None
 
 
+def _match(text: str, patterns) -> str | None:
+    for p in patterns:
+        m = p.search(text)
+        if m:
+            return m.group(0).strip()
+    return None
+
+
 def cues(text: str) -> dict[str, str | None]:
-    """The first matching phrase of each kind in `text` (None where nothing matched)."""
+    """The first matching phrase of each kind in `text` (None where nothing matched).
+
+    `music`: the STT heard music and no words (its notes such as "(gentle music)" only): that
+    sound was most likely not somebody answering."""
     t = normalise(text)
-    human = _find(t, HUMAN)
+    human = _find(t, HUMAN) or _match(t, HUMAN_PATTERNS)
     # "is not available" inside a person's sentence ("she's not available ... who's calling")
     # is covered by the human cue taking precedence in the detector.
     return {
         "human": human,
-        "machine": _find(t, MACHINE_STRONG),
+        "machine": _find(t, MACHINE_STRONG) or _match(t, MACHINE_STRONG_PATTERNS),
         "machine_weak": _find(t, MACHINE_WEAK),
         "business": _find(t, BUSINESS),
         "answer": _find(t, ANSWER),
         "empty": None if t else "empty",
+        "music": "music" if not t and _MUSIC_NOTE.search(text.lower()) else None,
     }

@@ -149,3 +149,23 @@ def test_app_amd_rules_match_the_c_code():
     det = AppAmd()
     pcm = _bursts([(False, 300), (True, 400), (False, 1500)])
     assert _play(det, pcm).decision_ms == run_app_amd(pcm).decision_ms
+
+
+@pytest.mark.parametrize("text,human,machine,weak,music", [
+    ("Hello, who's calling?", True, False, False, False),
+    ("She's not available at the moment, who's calling?", True, False, True, False),
+    ("She's not available at the moment, move calling.", True, False, True, False),   # STT slip
+    ("Thank you for calling.", False, False, False, False),
+    ("Hey, it's Sam, leave my message.", False, True, False, False),                  # STT slip
+    ("Do you want to leave a message?", True, True, False, False),                    # a person: human wins
+    ("The mailbox is full. Goodbye.", False, True, True, False),
+    ("We'll start in full. Good bye.", False, False, True, False),                    # a garbled carrier message
+    ("(gentle music)", False, False, False, True),
+    ("[ Silence ]", False, False, False, False),
+    ("♪ Hello? ♪", False, False, False, False),
+])
+def test_transcript_cues(text, human, machine, weak, music):
+    from appliance.detect.cues import cues
+    c = cues(text)
+    assert (c["human"] is not None, c["machine"] is not None, c["machine_weak"] is not None,
+            c["music"] is not None) == (human, machine, weak, music), c
