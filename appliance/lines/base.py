@@ -128,16 +128,14 @@ class Call(ABC):
             self._rx_ready.clear()
             if self.rx.available() >= SAMPLES_PER_FRAME:
                 continue
-            waiter = asyncio.ensure_future(self._rx_ready.wait())
-            ender = asyncio.ensure_future(self.ended.wait())
-            try:
-                done, _ = await asyncio.wait({waiter, ender}, timeout=timeout,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                ender.cancel()
-            if not done:
-                raise TimeoutError("no audio from the line")
+            # mark_ended() sets _rx_ready too, so one event covers both (no task per frame)
+            if timeout is None:
+                await self._rx_ready.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._rx_ready.wait(), timeout)
+                except asyncio.TimeoutError:
+                    raise TimeoutError("no audio from the line") from None
 
     def read_reference(self) -> np.ndarray | None:
         """The 20 ms of agent audio sent while the matching rx frame was received (echo reference)."""
