@@ -93,6 +93,9 @@ class Call(ABC):
     # ---- audio, line side -------------------------------------------------------------
     def rx_written(self) -> None:
         """Called by the line after writing to rx, from any thread."""
+        if asyncio._get_running_loop() is self._loop:  # on the loop (RTP): no self-pipe wake-up
+            self._rx_ready.set()
+            return
         try:
             self._loop.call_soon_threadsafe(self._rx_ready.set)
         except RuntimeError:  # loop closed at shutdown
