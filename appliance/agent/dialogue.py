@@ -14,6 +14,15 @@ from .llm import LlmAgent, LlmEvent
 
 class LlmDialogue:
     kind = "llm"
+    can_speculate = True   # a reply can be started before the turn is confirmed, and undone
+
+    def mark(self) -> int:
+        """Where the history stands now (see `rollback`)."""
+        return len(self.agent.history)
+
+    def rollback(self, mark: int) -> None:
+        """Forget a speculative exchange: the history back to `mark`."""
+        del self.agent.history[mark:]
 
     def __init__(self, agent: LlmAgent, greeting: str):
         self.agent = agent
@@ -41,6 +50,7 @@ class LlmDialogue:
 
 class FlowDialogue:
     kind = "callflow"
+    can_speculate = False  # the flow's slots change as it answers: no undo (and it answers at once)
 
     def __init__(self, flow):
         self.flow = flow

@@ -175,7 +175,8 @@ class LlmServer:
         messages = req.get("messages") or []
         with self._lock:
             self.requests.append({"messages": messages, "tools": req.get("tools"), "at": time.time()})
-            reply = self.script.popleft() if self.script else rule_reply(messages)
+            scripted = bool(self.script)
+            reply = self.script.popleft() if scripted else rule_reply(messages)
         if reply.get("hang"):
             await asyncio.sleep(3600)
             return
@@ -209,6 +210,18 @@ class LlmServer:
             await self._chunk(writer, f"data: {json.dumps(chunk)}\n\n".encode())
 
         start = time.monotonic()
+        sent = False
+        try:
+            await self._stream_reply(writer, send, start, ttft, rate, text, tool, reply)
+            sent = True
+        finally:
+            if not sent and scripted:
+                # the client gave up before the reply was complete (a speculative request the
+                # agent cancelled): the scripted reply is for the next request
+                with self._lock:
+                    self.script.appendleft(reply)
+
+    async def _stream_reply(self, writer, send, start, ttft, rate, text, tool, reply) -> None:
         await asyncio.sleep(ttft)
         await send({"role": "assistant", "content": ""})
         n = 0

@@ -14,6 +14,13 @@ Barge-in: caller speech (VAD speech the echo gate attributes to the caller) last
 (LLM stream, TTS, queued audio) and the history keeps only what reached the line; if it stops
 sooner (a backchannel, a cough) playout resumes where it stopped.
 
+Speculative reply: when the caller pauses, the turn is decoded at once (ahead of the endpoint);
+if that transcript arrives while the caller is still silent and looks complete, the LLM request
+and the synthesis of the reply's first clause start at once, with the audio held back. When the
+endpointer confirms the turn and its final transcript has the same words, that reply is the
+answer (its first audio is ready or nearly so); if the caller goes on, or the words differ, the
+speculative request is cancelled and the history rolled back (`spec_wasted` counts those).
+
 Blocking work (STT decode, TTS synthesis) runs in two worker threads per call, so a synthesis
 never delays the transcript of an interruption.
 """
@@ -45,13 +52,15 @@ EmitFn = Callable[[str, dict], None]
 FRAME_MS = 20.0
 AUDIBLE = 64                 # |sample| above this on the line is agent audio (not codec noise)
 SPECULATE_AFTER_MS = 100     # quiet after a burst over the agent before its transcript is looked at
-SPECULATE_RAW_QUIET_MS = 100  # caller pause (undebounced VAD) after which the turn is decoded ahead of the endpoint
+SPECULATE_RAW_QUIET_MS = 60   # caller pause (undebounced VAD) after which the turn is decoded ahead of the endpoint
 FALSE_BARGE_QUIET_MS = 240   # quiet after a short burst of caller speech: resume the agent
 PRE_ROLL_FRAMES = 6          # audio kept before the caller's speech onset for STT (the VAD's onset delay)
 BARGE_IN_SURE_MS = 1000      # caller speech this long over the agent is an interruption, whatever it says
 SHORT_TEXT_WAIT_MS = 400     # how long the agent stays paused for a short burst's transcript
 STT_FILLER = "Mm, one moment."  # said when the transcript of a turn is slow in coming
 RESUME_PROMPT_S = 4.0        # after an interruption with no turn following, invite the caller to go on
+SPEC_MIN_PAUSE_MS = 240      # a speculative reply starts only once the caller's pause is this long (a comma is shorter)
+SPEC_RESUME_FRAMES = 3       # caller speech (undebounced) this many frames after a speculative start: drop it
 
 _STOP_WORDS = {
     "wait", "stop", "no", "nope", "sorry", "hold", "hang", "excuse", "pardon", "actually", "but", "hey",
@@ -67,6 +76,28 @@ def asks_to_stop(text: str) -> bool:
 
 
 _PHRASES: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+class _Spec:
+    """A reply started ahead of the endpoint on a speculative transcript (see the module notes)."""
+
+    def __init__(self, text: str, turn: Turn, mark: int):
+        self.text = text
+        self.turn = turn
+        self.mark = mark                          # dialogue history before the request
+        self.t0 = time.monotonic()                # LLM request sent
+        self.first_token_ms: float | None = None
+        self.events: asyncio.Queue[tuple[float, LlmEvent] | None] = asyncio.Queue()
+        self.audio: dict[str, asyncio.Future] = {}   # first clause -> its synthesis (held back)
+        self.cancel = threading.Event()
+        self.task: asyncio.Task | None = None
+        self.resumed = 0                           # caller speech frames since it started
 
 
 class _CallOver(Exception):
@@ -157,6 +188,7 @@ class CallSession:
         self._caller_run_ms = 0.0
         self._quiet_ms = 0.0
         self._raw_quiet_ms = 0.0
+        self._undecoded_speech = False   # caller speech since the last speculative decode was asked for
         self._vad_threshold = 0.5
         self._collecting = False
         self._turn: Turn | None = None
@@ -174,6 +206,12 @@ class CallSession:
         self._interrupted_last = False
         self._deferred_endpoint: float | None = None
         self.false_barge_ins = 0
+        self._spec: _Spec | None = None
+        self._spec_waiting: str | None = None   # a transcript waiting for the pause to reach SPEC_MIN_PAUSE_MS
+        self._awaiting_turn = False
+        self.spec_started = 0        # speculative replies started ahead of the endpoint
+        self.spec_used = 0           # ... that became the answer
+        self.spec_wasted = 0         # ... cancelled (the caller went on, or the final words differed)
         self.starved_frames = 0      # playout pacing misses, summed over the call's replies
         self.tts_gap_ms = 0.0        # mid-reply waits for TTS, summed
 
@@ -279,6 +317,7 @@ class CallSession:
 
     async def _cleanup(self) -> None:
         self._closing = True
+        self._drop_spec("call over")
         if self.speaker is not None:
             self.speaker.stop()
         if self._tts_cancel is not None:
@@ -389,6 +428,17 @@ class CallSession:
 
     def _track_caller(self, caller: bool, raw: bool, t: float, clean: np.ndarray) -> None:
         self._raw_quiet_ms = 0.0 if raw else self._raw_quiet_ms + FRAME_MS
+        if self._spec_waiting is not None:
+            if raw:
+                self._spec_waiting = None
+            elif self._raw_quiet_ms >= SPEC_MIN_PAUSE_MS:
+                text, self._spec_waiting = self._spec_waiting, None
+                self._maybe_speculate(text)
+        spec = self._spec
+        if spec is not None:
+            spec.resumed = spec.resumed + 1 if raw else 0
+            if spec.resumed >= SPEC_RESUME_FRAMES:
+                self._drop_spec("the caller went on")
         if caller:
             if not self._caller_on:
                 self._caller_on = True
@@ -417,13 +467,20 @@ class CallSession:
             self._submit_stt(self._take_pending(), None)
         if (self._collecting and not self.endpointer.in_turn and self._quiet_ms >= 600 and self._barge is None):
             self._forget_burst()   # a click or a cough the endpointer did not take as a turn
-        if (self._collecting and self._raw_quiet_ms == SPECULATE_RAW_QUIET_MS and self._spec_job is None):
+        if raw and self._collecting:
+            self._undecoded_speech = True
+        if (self._collecting and self._undecoded_speech and self._raw_quiet_ms >= SPECULATE_RAW_QUIET_MS
+                and self._spec_job is None):
             # the caller paused: decode now, so the transcript is ready when the endpointer decides
+            # (if a decode of an earlier pause was still running, as soon as it is done)
+            self._undecoded_speech = False
             self._spec_job = self._submit_stt(self._take_pending(flush=True), "partial")
 
     def _forget_burst(self) -> None:
         """Caller sound that was not a turn (backchannel, cough): keep it out of the next transcript."""
         self.endpointer.reset()
+        self._drop_spec("not a turn")
+        self._spec_waiting = None
         self._collecting = False
         self._turn = None
         self._spec_job = None
@@ -462,6 +519,8 @@ class CallSession:
 
         fut = self._loop.run_in_executor(self._stt_pool, job)
         if then == "partial":
+            owner = self._turn
+
             def done(f: asyncio.Future) -> None:
                 if self._spec_job is f:
                     self._spec_job = None
@@ -470,10 +529,128 @@ class CallSession:
                 text = f.result() or ""
                 if self._barge is not None:
                     self._burst_text = text
-                if text:
+                # only for the turn it was decoded for: a transcript arriving after that turn ended
+                # must not shape the next turn's endpoint ("...Sundays?" would end it after 300 ms)
+                if text and owner is not None and self._turn is owner:
                     self._transcript_hint = text
+                    self._maybe_speculate(text)
             fut.add_done_callback(done)
         return fut
+
+    # ---- speculative reply ----------------------------------------------------------------------
+    def _maybe_speculate(self, text: str) -> None:
+        """A speculative transcript arrived: start the reply now if the caller is still silent, the
+        turn looks complete and nothing else is going on (see the module notes)."""
+        from ..detect.endpoint import classify_transcript
+
+        if (self._closing or not self._awaiting_turn or self._turn is None or not self._collecting
+                or self._barge is not None or self._agent_floor() is not None or self._reply_task is not None
+                or not self._turns.empty() or not getattr(self.dialogue, "can_speculate", False)
+                or not self.endpointer.in_turn or self._raw_quiet_ms < SPECULATE_RAW_QUIET_MS):
+            return
+        if self._raw_quiet_ms < SPEC_MIN_PAUSE_MS:
+            self._spec_waiting = text   # started by _track_caller if the pause lasts
+            return
+        self._spec_waiting = None
+        if classify_transcript(text) in ("number", "spelling", "filler"):
+            return   # the caller is likely to go on (and the endpointer waits long anyway)
+        spec = self._spec
+        if spec is not None:
+            if spec.turn is self._turn and _words(spec.text) == _words(text):
+                return
+            self._drop_spec("a newer transcript")
+        spec = self._spec = _Spec(text, self._turn, self.dialogue.mark())
+        self.spec_started += 1
+        spec.task = asyncio.create_task(self._speculate(spec), name="speculate")
+
+    async def _speculate(self, spec: _Spec) -> None:
+        """Run the LLM request into the spec's queue and synthesize the reply's first clause."""
+        chunker = SentenceChunker()
+        first_piece = False
+
+        def hold(piece: str) -> None:
+            spec.audio[piece] = self._loop.run_in_executor(self._tts_pool, self._synth_held, piece, spec.cancel)
+
+        gen = self.dialogue.respond(spec.text)
+        try:
+            async for ev in gen:
+                if ev.kind in ("text", "tool") and spec.first_token_ms is None:
+                    spec.first_token_ms = (time.monotonic() - spec.t0) * 1000.0
+                spec.events.put_nowait((time.monotonic(), ev))
+                if ev.kind == "text" and not first_piece:
+                    for piece in chunker.push(ev.text):
+                        first_piece = True
+                        hold(piece)
+                        break
+            if not first_piece:
+                for piece in chunker.flush():
+                    hold(piece)
+                    break
+        finally:
+            await gen.aclose()
+            spec.events.put_nowait(None)
+
+    def _synth_held(self, text: str, cancel: threading.Event) -> np.ndarray | None:
+        """TTS worker: one clause into memory (None if the speculation was dropped meanwhile)."""
+        parts: list[np.ndarray] = []
+
+        def on_audio(pcm) -> bool:
+            if cancel.is_set():
+                return False
+            parts.append(np.array(pcm, dtype=np.int16))
+            return True
+
+        if cancel.is_set():
+            return None
+        self.tts.synthesize(text, on_audio, 8000)
+        if cancel.is_set():
+            return None
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+    def _drop_spec(self, why: str) -> None:
+        """Cancel the speculative reply (not adopted) and undo its history."""
+        spec, self._spec = self._spec, None
+        if spec is None:
+            return
+        spec.cancel.set()
+        if spec.task is not None:
+            spec.task.cancel()
+        # the request's user message (and a finished reply) leave the history now: the cancelled
+        # task writes nothing more (its stream is closed at its next await)
+        self.dialogue.rollback(spec.mark)
+        self.spec_wasted += 1
+        log.debug("call %s: speculative reply to %r dropped: %s", self.call.call_id, spec.text, why)
+
+    def _adopt_spec(self, turn: Turn, text: str) -> _Spec | None:
+        """The turn's final transcript is in: the speculative reply if it answers these words."""
+        spec = self._spec
+        if spec is None:
+            return None
+        if spec.turn is not turn or _words(spec.text) != _words(text) or spec.cancel.is_set():
+            self._drop_spec("the final transcript differs")
+            return None
+        self._spec = None
+        self.spec_used += 1
+        return spec
+
+    async def _replay(self, spec: _Spec):
+        """The speculative reply's events, as the dialogue gave them; a filler that fell due before
+        the turn was confirmed is not said when the words are already there."""
+        adopted_at = time.monotonic() if spec.first_token_ms is not None else 0.0
+        try:
+            while True:
+                item = await spec.events.get()
+                if item is None:
+                    break
+                t, ev = item
+                if ev.kind == "filler" and t < adopted_at:
+                    continue
+                yield ev
+        except BaseException:
+            spec.cancel.set()
+            if spec.task is not None and not spec.task.done():
+                spec.task.cancel()
+            raise
 
     def _agent_floor(self) -> str | None:
         """'speaking' while agent audio is playing or queued, 'thinking' while a reply is being made."""
@@ -606,6 +783,8 @@ class CallSession:
         turn.endpoint = turn.endpoint_at_ms - turn.speech_end_ms
         turn.endpoint_reason = getattr(decision, "reason", "") or ""
         self._collecting = False
+        self._undecoded_speech = False
+        self._spec_waiting = None
         self._spec_job = None   # the final decode reuses the speculative one when nothing new was said
         final = self._submit_stt(self._take_pending(flush=True), "final")
         turn._stt_future = final  # type: ignore[attr-defined]
@@ -620,19 +799,31 @@ class CallSession:
         empty_in_a_row = 0
         while True:
             if self._interrupted_last:
+                self._awaiting_turn = True
                 try:
                     turn = await asyncio.wait_for(self._turns.get(), RESUME_PROMPT_S)
                 except TimeoutError:
+                    self._awaiting_turn = False
                     if self._collecting or self._barge is not None:
                         continue   # the caller is talking: wait for their turn
                     self._interrupted_last = False
+                    self._drop_spec("resume prompt")
                     await self._speak_text("Sorry, please go ahead.")
                     continue
+                finally:
+                    self._awaiting_turn = False
             else:
-                turn = await self._turns.get()
+                self._awaiting_turn = True
+                try:
+                    turn = await self._turns.get()
+                finally:
+                    self._awaiting_turn = False
             self._interrupted_last = False
             text = (await self._await_transcript(turn) or "").strip()
             turn.stt = (time.monotonic() - turn._stt_t0) * 1000.0  # type: ignore[attr-defined]
+            spec = self._adopt_spec(turn, text) if text else None
+            if spec is None:
+                self._drop_spec("no transcript")
             if not text:
                 empty_in_a_row += 1
                 log.info("turn %d: empty transcript", turn.index)
@@ -645,7 +836,7 @@ class CallSession:
             self.turns.append(turn)
             self._say_line("caller", text, turn=turn.index)
             self._set_state("thinking")
-            self._reply_task = asyncio.create_task(self._reply(turn), name=f"reply-{turn.index}")
+            self._reply_task = asyncio.create_task(self._reply(turn, spec), name=f"reply-{turn.index}")
             await asyncio.wait({self._reply_task})
             task, self._reply_task = self._reply_task, None
             self._emit_turn(turn)
@@ -701,12 +892,18 @@ class CallSession:
         sp, _ = await self._speak(pieces(), None, whole=True)
         return sp
 
-    async def _reply(self, turn: Turn) -> str | None:
-        """Answer one turn; returns 'ended' when the call is over (handoff done, end_call)."""
-        t0 = time.monotonic()
+    async def _reply(self, turn: Turn, spec: _Spec | None = None) -> str | None:
+        """Answer one turn (or adopt its speculative reply); returns 'ended' when the call is over
+        (handoff done, end_call)."""
         self._await_audio = turn
-        events = self.dialogue.respond(turn.user_text)
-        sp, actions = await self._speak(events, turn, t0)
+        if spec is not None:
+            t0 = spec.t0
+            turn.llm_first_token = spec.first_token_ms
+            events = self._replay(spec)
+        else:
+            t0 = time.monotonic()
+            events = self.dialogue.respond(turn.user_text)
+        sp, actions = await self._speak(events, turn, t0, held=spec.audio if spec is not None else None)
         turn.reply_text = sp.full_text
         for name, args in actions:
             turn.actions.append(name)
@@ -724,9 +921,11 @@ class CallSession:
                 except Exception as exc:  # noqa: BLE001 - a line without DTMF: say nothing, log
                     log.warning("send_dtmf(%r) failed: %s", digits, exc)
 
-    async def _speak(self, events, turn: Turn | None, t0: float | None = None, whole: bool = False):
+    async def _speak(self, events, turn: Turn | None, t0: float | None = None, whole: bool = False,
+                     held: dict[str, asyncio.Future] | None = None):
         """Stream text events through the chunker and TTS to the line. Returns (speaker, actions).
-        `whole`: the text is a fixed phrase, spoken in one piece from the phrase cache."""
+        `whole`: the text is a fixed phrase, spoken in one piece from the phrase cache. `held`:
+        pieces already synthesized (or being synthesized) by a speculative reply."""
         loop = self._loop
         sp = Speaker(self.call)
         self.speaker = sp
@@ -762,6 +961,16 @@ class CallSession:
                 text, filler, fixed = item
                 sp.begin_piece(text, filler)
                 piece_t0 = time.monotonic()
+                ready = held.pop(text, None) if held else None
+                if ready is not None:
+                    pcm = await ready
+                    if cancel.is_set():
+                        break
+                    if pcm is not None:
+                        set_tts_first((time.monotonic() - piece_t0) * 1000.0)
+                        sp.add_audio(pcm)
+                        sp.end_piece()
+                        continue
                 if fixed:
                     pcm = await loop.run_in_executor(self._tts_pool, self._cache_phrase, text)
                     if cancel.is_set():
@@ -797,7 +1006,8 @@ class CallSession:
                     continue
                 if first and ev.kind in ("text", "tool") and turn is not None and t0 is not None:
                     first = False
-                    turn.llm_first_token = (time.monotonic() - t0) * 1000.0
+                    if turn.llm_first_token is None:   # (a speculative reply's is known already)
+                        turn.llm_first_token = (time.monotonic() - t0) * 1000.0
                 if ev.kind == "text" and whole:
                     say(ev.text, fixed=True)
                 elif ev.kind == "text":

@@ -142,7 +142,8 @@ def _call_figures(res) -> dict[str, Any]:
             "false_detail": [{"onset_ms": round(b.onset_ms), "outcome": b.outcome, "why": b.why} for b in false],
             "underruns": res.call.playout_underruns + s.starved_frames, "line_underruns": res.call.playout_underruns,
             "pacing_misses": s.starved_frames, "tts_gap_ms": round(s.tts_gap_ms), "clock_slips": rec.clock_slips,
-            "end": s.end_reason, "barge_ins": [(b.outcome, b.why) for b in s.barge_ins]}
+            "end": s.end_reason, "barge_ins": [(b.outcome, b.why) for b in s.barge_ins],
+            "speculative": {"started": s.spec_started, "used": s.spec_used, "wasted": s.spec_wasted}}
 
 
 def _summarize(args, results, wall: float, cpu_s: float, load_avg: float) -> dict[str, Any]:
@@ -173,6 +174,9 @@ def _summarize(args, results, wall: float, cpu_s: float, load_avg: float) -> dic
         "missed_barge_ins": sum(c["missed_barge_ins"] for c in calls),
         "tts_gap_ms": sum(c["tts_gap_ms"] for c in calls),
         "clock_slips": sum(c["clock_slips"] for c in calls),
+        # replies started ahead of the endpoint on a speculative transcript: used as the answer, or
+        # wasted (LLM request and first-clause synthesis cancelled: the caller went on, words differed)
+        "speculative": {k: sum(c["speculative"][k] for c in calls) for k in ("started", "used", "wasted")},
         "completed_calls": sum(1 for c in calls if c["end"] == "done" or c["end"] == "caller said goodbye"),
         "errors": errors,
         "cpu_pct": round(100.0 * cpu_s / max(wall, 1e-6), 1),
@@ -211,6 +215,8 @@ def report(r: dict[str, Any]) -> str:
         f"  barge-in stop (speech onset -> agent audio stops on the line): {p(r['barge_in_stop_ms'])}  "
         f"[target P95 <= {TARGETS['barge_in_stop_p95_ms']:.0f}: {ok[r['meets']['barge_in_stop_p95']]}]"
         + (f"; {r['missed_barge_ins']} not stopped" if r["missed_barge_ins"] else ""),
+        f"  speculative replies (started ahead of the endpoint): {r['speculative']['started']} started, "
+        f"{r['speculative']['used']} used, {r['speculative']['wasted']} wasted",
         f"  false barge-ins on echo-only audio: {r['false_barge_ins']}  [target 0: {ok[r['meets']['false_barge_ins']]}]",
         f"  underruns: {r['underruns']}  [target 0: {ok[r['meets']['underruns']]}]; mid-reply waits for TTS "
         f"{r['tts_gap_ms']} ms in all; clock slips {r['clock_slips']}",

@@ -95,13 +95,13 @@ def test_full_conversation_with_handoff(base_cfg, server):
     assert "person" in turns[1]["text"].lower()
     # the model saw the greeting and both caller turns, in order, through the openai client
     reqs = new_requests(server, n0)
-    assert len(reqs) == 2
-    msgs = reqs[1]["messages"]
+    assert len(reqs) == 2 + s.spec_wasted    # (a reply started on a mid-sentence pause and cancelled)
+    msgs = reqs[-1]["messages"]
     roles = [m["role"] for m in msgs]
     assert roles[:2] == ["system", "assistant"] and msgs[1]["content"] == "Hello, how can I help?"
     assert [m["content"] for m in msgs if m["role"] == "user"][0].lower().startswith(("hi", "i'd"))
     assert any(m["role"] == "assistant" and m.get("content", "").startswith("Sure, I can book") for m in msgs)
-    assert reqs[1]["tools"] and {t["function"]["name"] for t in reqs[1]["tools"]} >= {"transfer_to_human", "end_call"}
+    assert reqs[-1]["tools"] and {t["function"]["name"] for t in reqs[-1]["tools"]} >= {"transfer_to_human", "end_call"}
     # handoff: the event, the handoff line said, and the line asked to transfer
     handoffs = [d for k, d in s.events if k == "handoff"]
     assert len(handoffs) == 1
@@ -135,8 +135,8 @@ def test_interruption_keeps_only_what_was_heard(base_cfg, server):
     assert first.interrupted and first.heard_text
     # the history sent with the next request holds only the words that reached the line
     reqs = new_requests(server, n0)
-    assert len(reqs) == 2
-    msgs = reqs[1]["messages"]
+    assert len(reqs) == 2 + s.spec_wasted    # (a reply started on a mid-sentence pause and cancelled)
+    msgs = reqs[-1]["messages"]
     cut = [m for m in msgs if m["role"] == "assistant"][-1]["content"]
     assert cut.endswith("—")
     heard = cut.rstrip(" —").split()
@@ -169,7 +169,7 @@ def test_backchannel_does_not_stop_the_agent(base_cfg, server):
     entry = [t for t in s.transcript if t["role"] == "agent" and t.get("turn") == 1][0]
     assert entry["text"] == LONG_REPLY and not entry.get("interrupted")
     # the "mm-hm" never became a turn
-    assert len(new_requests(server, n0)) == 1
+    assert len(new_requests(server, n0)) == 1 + s.spec_wasted
     assert len(s.turns) == 1
     assert s.end_reason == "remote hangup"
 
@@ -182,7 +182,7 @@ def test_llm_timeout_filler_retry_apology_handoff(base_cfg, server):
               {"hangup": True, "gap_ms": 3000}]
     res = call(cfg, script)
     s = res.session
-    assert len(new_requests(server, n0)) == 2            # tried, then retried once
+    assert len(new_requests(server, n0)) == 2 + s.spec_wasted   # tried, then retried once
     agent = [t for t in s.transcript if t["role"] == "agent"]
     fillers = [t for t in agent if t.get("filler")]
     # no dead air while the model is late (a slow transcript may add the STT filler first)
@@ -319,3 +319,56 @@ def test_line_loss_cause_is_passed_through(base_cfg, server):
     ended = [d for k, d in s.events if k == "call.ended"]
     assert len(ended) == 1 and ended[0]["cause"] == "line-lost"
     assert "error" not in [k for k, _ in s.events]
+
+
+def spec_cfg(base_cfg, server, silence_ms):
+    """Endpointing that waits `silence_ms` after any turn: the speculative transcript is in long before."""
+    cfg = llm_cfg(base_cfg, server)
+    ep = dataclasses.replace(cfg.detect.endpoint, min_silence_ms=silence_ms, question_silence_ms=silence_ms,
+                             max_silence_ms=silence_ms + 1000)
+    return dataclasses.replace(cfg, detect=dataclasses.replace(cfg.detect, endpoint=ep))
+
+
+def user_messages(request):
+    return [m["content"] for m in request["messages"] if m["role"] == "user"]
+
+
+def test_speculative_reply_becomes_the_answer(base_cfg, server):
+    """The reply starts on the pause's transcript, before the endpoint; once the turn is confirmed
+    with the same words it is the answer: one request, the history as without speculation."""
+    n0 = len(server.requests)
+    server.push({"text": "We are open from nine to five."})
+    res = call(spec_cfg(base_cfg, server, 2500), [{"say": "What are your opening hours?"}, {"hangup": True}])
+    s = res.session
+    assert (s.spec_started, s.spec_used, s.spec_wasted) == (1, 1, 0)
+    reqs = new_requests(server, n0)
+    assert len(reqs) == 1 and len(user_messages(reqs[0])) == 1
+    assert "opening" in user_messages(reqs[0])[0].lower()
+    ev = turn_events(s)[0]
+    for key in TURN_KEYS:
+        assert isinstance(ev[key], float) and ev[key] >= 0, (key, ev)
+    assert ev["reply"] == "We are open from nine to five."
+    assert "nine to five" in " ".join(t["text"] for t in s.transcript if t["role"] == "agent")
+    # the transcript keeps the caller's turn before the agent's answer
+    roles = [t["role"] for t in s.transcript]
+    assert roles == ["agent", "caller", "agent"], s.transcript
+
+
+def test_speculative_reply_is_dropped_when_the_caller_goes_on(base_cfg, server):
+    """A mid-sentence pause starts a speculative reply; the caller goes on: it is cancelled, its
+    exchange leaves the history, and the answer is to the whole turn."""
+    n0 = len(server.requests)
+    script = [{"say": "I'd like to book a visit."},
+              {"say": "On Saturday morning, please.", "when": "now", "gap_ms": 2000},
+              {"hangup": True}]
+    res = call(spec_cfg(base_cfg, server, 3000), script)
+    s = res.session
+    assert s.spec_wasted >= 1 and s.spec_used == 1 and s.spec_started == s.spec_wasted + s.spec_used
+    assert len(s.turns) == 1
+    text = s.turns[0].user_text.lower()
+    assert "book" in text and "saturday" in text
+    reqs = new_requests(server, n0)
+    assert len(reqs) == s.spec_started
+    assert "saturday" not in user_messages(reqs[0])[0].lower()     # the wasted one: the first part only
+    assert user_messages(reqs[-1]) == [s.turns[0].user_text]        # rolled back: one user message
+    assert [m["role"] for m in reqs[-1]["messages"]] == ["system", "assistant", "user"]
