@@ -105,39 +105,48 @@ def _voice_run(seconds: float, drift_ppm: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-modem-") as d:
         emu = VoiceModemEmulator("conexant", link=str(Path(d) / "modem0"), ring_period_s=0.5, cid_delay_s=0.2,
                                  drift_ppm=drift_ppm).start()
-
-        async def body():
-            line = ModemLine(ModemLineConfig(port=emu.port))
-            await line.start()
-            try:
-                emu.ring("5551234")
-                call = None
-                async for e in line.events():
-                    if e.type == "ring":
-                        call = e.data["call"]
-                        break
-                await call.answer()
-                said = await _talk(emu, call, seconds)
-                metrics = line._call_metrics()
-                drift = line.clock.drift_ppm
-                await call.hangup()
-                return said, metrics, drift
-            finally:
-                await line.stop()
         try:
-            said, metrics, drift = asyncio.run(asyncio.wait_for(body(), seconds + 60))
-            heard = emu.far.heard_audio()
-            depth = np.asarray(emu.stats.tx_depth_samples[50:] or [0]) / 8.0
-            lat = _onsets(heard, said)
-            return {"latency_ms": _pct(lat), "bursts": len(said), "bursts_heard": len(lat),
-                    "drift_true_ppm": drift_ppm, "drift_measured_ppm": None if drift is None else round(drift, 1),
-                    "modem_buffer_ms": {**_pct(depth), "max": round(float(depth.max()), 1),
-                                        "first_s": round(float(depth[:50].mean()), 1),
-                                        "last_s": round(float(depth[-50:].mean()), 1)},
-                    "underruns": emu.stats.underruns, "overruns": emu.stats.overruns,
-                    "framing_cpu_pct_live": metrics["framing_cpu_pct"], "codec": "u-law (+VSM=131)"}
+            said, metrics, drift = _answer_and_talk(lambda: ModemLine(ModemLineConfig(port=emu.port)),
+                                                    emu, "5551234", seconds)
+            return {**_figures(emu, said, metrics, drift, drift_ppm, emu.stats.tx_depth_samples),
+                    "underruns": emu.stats.underruns, "overruns": emu.stats.overruns, "codec": "u-law (+VSM=131)"}
         finally:
             emu.stop()
+
+
+def _answer_and_talk(make_line, emu, caller: str, seconds: float):
+    """Ring the emulator's line, answer, talk for `seconds`; (bursts said, line metrics, drift ppm)."""
+    async def body():
+        line = make_line()
+        await line.start()
+        try:
+            emu.ring(caller)
+            call = None
+            async for e in line.events():
+                if e.type == "ring":
+                    call = e.data["call"]
+                    break
+            await call.answer()
+            said = await _talk(emu, call, seconds)
+            metrics = line._call_metrics()
+            drift = line.clock.drift_ppm
+            await call.hangup()
+            return said, metrics, drift
+        finally:
+            await line.stop()
+    return asyncio.run(asyncio.wait_for(body(), seconds + 60))
+
+
+def _figures(emu, said, metrics, drift, drift_ppm: float, tx_depth_samples) -> dict:
+    """Latency, drift and modem buffer figures common to both emulators."""
+    lat = _onsets(emu.far.heard_audio(), said)
+    depth = np.asarray(tx_depth_samples[50:] or [0]) / 8.0
+    return {"latency_ms": _pct(lat), "bursts": len(said), "bursts_heard": len(lat),
+            "drift_true_ppm": drift_ppm, "drift_measured_ppm": None if drift is None else round(drift, 1),
+            "modem_buffer_ms": {**_pct(depth), "max": round(float(depth.max()), 1),
+                                "first_s": round(float(depth[:50].mean()), 1),
+                                "last_s": round(float(depth[-50:].mean()), 1)},
+            "framing_cpu_pct_live": metrics["framing_cpu_pct"]}
 
 
 def _gsm_run(seconds: float, drift_ppm: float) -> dict:
@@ -148,36 +157,12 @@ def _gsm_run(seconds: float, drift_ppm: float) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="bench-gsm-") as d:
         emu = GsmModemEmulator("sim7600", link=str(Path(d) / "gsm0"), drift_ppm=drift_ppm, ring_period_s=0.5).start()
-
-        async def body():
-            line = GsmLine(GsmLineConfig(port=emu.port, audio="serial-pcm", audio_port=emu.audio_port))
-            await line.start()
-            try:
-                emu.ring("+15551234")
-                call = None
-                async for e in line.events():
-                    if e.type == "ring":
-                        call = e.data["call"]
-                        break
-                await call.answer()
-                said = await _talk(emu, call, seconds)
-                metrics = line._call_metrics()
-                drift = line.clock.drift_ppm
-                await call.hangup()
-                return said, metrics, drift
-            finally:
-                await line.stop()
         try:
-            said, metrics, drift = asyncio.run(asyncio.wait_for(body(), seconds + 60))
-            lat = _onsets(emu.far.heard_audio(), said)
-            depth = np.asarray(emu.tx_depth_samples[50:] or [0]) / 8.0
-            return {"latency_ms": _pct(lat), "bursts": len(said), "bursts_heard": len(lat),
-                    "drift_true_ppm": drift_ppm, "drift_measured_ppm": None if drift is None else round(drift, 1),
-                    "modem_buffer_ms": {**_pct(depth), "max": round(float(depth.max()), 1),
-                                        "first_s": round(float(depth[:50].mean()), 1),
-                                        "last_s": round(float(depth[-50:].mean()), 1)},
-                    "underruns": emu.underruns, "framing_cpu_pct_live": metrics["framing_cpu_pct"],
-                    "codec": "PCM16 LE serial (+CPCMREG)"}
+            said, metrics, drift = _answer_and_talk(
+                lambda: GsmLine(GsmLineConfig(port=emu.port, audio="serial-pcm", audio_port=emu.audio_port)),
+                emu, "+15551234", seconds)
+            return {**_figures(emu, said, metrics, drift, drift_ppm, emu.tx_depth_samples),
+                    "underruns": emu.underruns, "codec": "PCM16 LE serial (+CPCMREG)"}
         finally:
             emu.stop()
 
