@@ -48,14 +48,14 @@ def parse_creg(line: str) -> tuple[int, str | None, str | None, int | None] | No
     if not m:
         return None
     fields = [f.strip() for f in m.group(1).split(",")]
-    if not fields or not fields[0].isdigit():
+    if not fields or not fields[0].isdecimal():
         return None
-    if len(fields) >= 2 and fields[1].isdigit():        # read form: drop <n>
+    if len(fields) >= 2 and fields[1].isdecimal():        # read form: drop <n>
         fields = fields[1:]
     stat = int(fields[0])
     lac = fields[1].strip('"') if len(fields) > 1 else None
     ci = fields[2].strip('"') if len(fields) > 2 else None
-    act = int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else None
+    act = int(fields[3]) if len(fields) > 3 and fields[3].isdecimal() else None
     return stat, lac, ci, act
 
 
@@ -67,7 +67,7 @@ def parse_clip(line: str) -> tuple[str, str]:
     number, rest = m.group(1), m.group(3) or ""
     fields = [f.strip() for f in rest.split(",")]
     alpha = next((f.strip('"') for f in fields[3:4] if f.startswith('"')), "")
-    validity = fields[-1] if fields and fields[-1].isdigit() and len(fields) >= 5 else ""
+    validity = fields[-1] if fields and fields[-1].isdecimal() and len(fields) >= 5 else ""
     if not number:
         number = {"1": "private", "2": "unavailable"}.get(validity, "unavailable")
     return number, alpha
@@ -320,10 +320,10 @@ class GsmLine(Line):
         r = self._try(ch, "AT+CSQ")
         if r is not None and r.first("+CSQ:"):
             parts = (r.first("+CSQ:") or "").split(",")
-            if parts and parts[0].strip().isdigit():
+            if parts and parts[0].strip().isdecimal():
                 rssi = int(parts[0])
                 self.signal = {"rssi": rssi, "dbm": rssi_to_dbm(rssi),
-                               "ber": int(parts[1]) if len(parts) > 1 and parts[1].strip().isdigit() else None}
+                               "ber": int(parts[1]) if len(parts) > 1 and parts[1].strip().isdecimal() else None}
         r = self._try(ch, "AT+COPS?")
         if r is not None and r.first("+COPS:"):
             m = re.search(r'"([^"]*)"', r.first("+COPS:") or "")

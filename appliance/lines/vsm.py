@@ -84,7 +84,7 @@ def parse_vsm_list(lines: list[str]) -> list[VsmCodec]:
             continue
         cml = int(m.group())
         name = fields[1].strip('"').strip() if len(fields) > 1 else ""
-        bits = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 8
+        bits = int(fields[2]) if len(fields) > 2 and fields[2].isdecimal() else 8
         rates: tuple[int, ...] = ()
         if len(fields) > 4:
             rates = tuple(int(r) for r in re.findall(r"\d+", fields[4]))
