@@ -14,9 +14,10 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class SttConfig:
-    engine: Literal["whisper", "transducer"] = field(default="whisper", metadata={"help": "whisper: Whisper tiny.en decoded per VAD segment (embedded default); transducer: sherpa-onnx streaming zipformer (fetch it first)"})
-    model: str = field(default="whisper-tiny.en", metadata={"help": "model name from models/manifest.yaml"})
-    threads: int = field(default=2, metadata={"min": 1, "max": 8})
+    engine: Literal["whisper-ct2", "whisper", "transducer"] = field(default="whisper-ct2", metadata={"help": "whisper-ct2: Whisper tiny.en on CTranslate2, decoded per utterance (embedded default); whisper: the same model on sherpa-onnx (slower decoder); transducer: sherpa-onnx streaming zipformer (fetch it first)"})
+    model: str = field(default="whisper-tiny.en-ct2", metadata={"help": "model name from models/manifest.yaml (its engine must match speech.stt.engine)"})
+    threads: int = field(default=2, metadata={"help": "threads per decode", "min": 1, "max": 8})
+    parallel: int = field(default=2, metadata={"help": "decodes run at once (whisper-ct2; more calls queue)", "min": 1, "max": 8})
     speculate_after_ms: int = field(default=32, metadata={"help": "decode speculatively once the caller has paused this long, so the transcript is ready when the turn ends; raise to ~96 on a slow or busy box (fewer wasted decodes, see appliance/speech/README.md)", "min": 0, "max": 2000})
 
 

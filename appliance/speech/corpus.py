@@ -56,13 +56,60 @@ class Utterance:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words for WER: punctuation dropped, digits and number words kept as written."""
+    """Lower-case words for WER: punctuation dropped; numbers, written or spoken, become their
+    digits, one word per digit. Whisper writes "one two three four" as "1-2-3-4" or "1234" and
+    "twenty" as "20"; what a phone agent needs from either is the same digits, so both compare as
+    1 2 3 4 (and "twenty" as 2 0)."""
     from .normalize import normalize
 
     # Whisper writes "3:30 pm" as "330 PM": score it as the time it is
     text = re.sub(r"\b(\d{1,2})(\d{2})\s*([ap]\.?m\b)", r"\1:\2 \3", text, flags=re.I)
     t = normalize(text).lower().replace("-", " ")
-    return re.findall(r"[a-z0-9']+", t)
+    return _numbers_as_digits(re.findall(r"[a-z0-9']+", t))
+
+
+_ONES = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                                     "nine"])}
+_TEENS = {w: i + 10 for i, w in enumerate(["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
+                                           "sixteen", "seventeen", "eighteen", "nineteen"])}
+_TENS = {w: 10 * (i + 2) for i, w in enumerate(["twenty", "thirty", "forty", "fifty", "sixty", "seventy",
+                                                "eighty", "ninety"])}
+_SCALES = {"thousand": 1000, "million": 1000000}
+
+
+def _numbers_as_digits(tokens: list[str]) -> list[str]:
+    """Runs of number words -> the digits of each number ("one two" is 1 2, "twenty one" 2 1,
+    "four thousand five hundred" 4 5 0 0)."""
+    out: list[str] = []
+    total, cur, last = 0, 0, None     # last: kind of the previous number word, None outside a number
+
+    def flush():
+        nonlocal total, cur, last
+        if last is not None:
+            out.extend(str(total + cur))
+        total, cur, last = 0, 0, None
+
+    for tok in tokens:
+        if tok in _ONES:
+            if last in ("ones", "teen"):
+                flush()
+            cur, last = cur + _ONES[tok], "ones"
+        elif tok in _TEENS or tok in _TENS:
+            if last in ("ones", "teen", "tens"):
+                flush()
+            cur, last = cur + (_TEENS.get(tok) or _TENS[tok]), "teen" if tok in _TEENS else "tens"
+        elif tok == "hundred":
+            cur, last = (cur or 1) * 100, "hundred"
+        elif tok in _SCALES and last is not None:
+            total, cur, last = total + (cur or 1) * _SCALES[tok], 0, "scale"
+        elif tok.isdigit():
+            flush()
+            out.extend(tok)
+        else:
+            flush()
+            out.append(tok)
+    flush()
+    return out
 
 
 def wer(ref: str, hyp: str) -> tuple[int, int]:

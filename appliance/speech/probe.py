@@ -44,9 +44,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"voice produced only {len(audio)} samples", file=sys.stderr)
             return 1
     elif info.kind == "stt":
+        from .ct2whisper import load_ct2_whisper
         from .stt import load_transducer, load_whisper
 
-        engine = load_whisper(reg, a.name, 1) if info.engine == "whisper" else load_transducer(reg, a.name, 1)
+        loaders = {"whisper": load_whisper, "whisper-ct2": load_ct2_whisper, "transducer": load_transducer}
+        if info.engine not in loaders:
+            print(f"unknown STT engine {info.engine!r}", file=sys.stderr)
+            return 1
+        engine = loaders[info.engine](reg, a.name, 1)
         rng = np.random.default_rng(0)
         engine.transcribe((rng.standard_normal(8000) * 300).astype(np.int16), 8000)
     else:

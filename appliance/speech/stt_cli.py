@@ -12,7 +12,7 @@ def add_arguments(p) -> None:
     p.add_argument("file", metavar="FILE.wav", help="recording to transcribe")
     p.add_argument("--json", action="store_true", help='print {"text", "engine", "final_ms"}')
     p.add_argument("--config", help="appliance config file (speech section)")
-    p.add_argument("--engine", choices=("whisper", "transducer"), help="override speech.stt.engine")
+    p.add_argument("--engine", choices=("whisper-ct2", "whisper", "transducer"), help="override speech.stt.engine")
     p.add_argument("--model", help="override speech.stt.model (a name from the model manifest)")
 
 
@@ -26,8 +26,10 @@ def speech_config(args):
     stt = cfg.stt
     if getattr(args, "engine", None):
         stt = dataclasses.replace(stt, engine=args.engine)
-        if not getattr(args, "model", None) and args.engine == "transducer":
-            stt = dataclasses.replace(stt, model="streaming-zipformer-en-20M")
+        default_model = {"transducer": "streaming-zipformer-en-20M", "whisper": "whisper-tiny.en",
+                         "whisper-ct2": "whisper-tiny.en-ct2"}
+        if not getattr(args, "model", None):
+            stt = dataclasses.replace(stt, model=default_model[args.engine])
     if getattr(args, "model", None):
         stt = dataclasses.replace(stt, model=args.model)
     return dataclasses.replace(cfg, stt=stt)

@@ -66,6 +66,13 @@ def test_wer_scoring_normalises_both_sides():
 
     assert wer("a b c", "a x c") == (1, 3)
     assert wer("call me", "") == (2, 2)
-    assert words("It's 3:30 pm, $5.") == ["it's", "three", "thirty", "p", "m", "five", "dollars"]
-    assert wer("See you at 3:30 pm.", "See you at 330 PM") == (0, 7)   # ... three thirty p m
+    assert words("It's 3:30 pm, $5.") == ["it's", "3", "3", "0", "p", "m", "5", "dollars"]
+    assert wer("See you at 3:30 pm.", "See you at 330 PM") == (0, 8)   # ... 3 3 0 p m
     assert wer("One two three.", "1, 2, 3") == (0, 3)
+    # numbers compare as their digits, however they are written or spoken
+    assert wer("One two three four five six seven eight nine ten.", "1-2-345-678910.") == (0, 11)
+    assert wer("in twenty minutes", "in 20 minutes") == (0, 4)
+    assert wer("four thousand five hundred sixty seven", "4567") == (0, 4)
+    assert wer("twenty one", "twenty two") == (1, 2)
+    assert wer("four five six", "4 5 7") == (1, 3)
+    assert wer("one hundred", "one") == (2, 3)

@@ -107,7 +107,7 @@ def test_wrong_sha256_is_refused_even_with_the_right_size(world):
     with pytest.raises(ModelError, match="corrupt"):
         reg.verify("vad-m")
     results = reg.verify_all()    # the defaults are not in this manifest: reported, not raised
-    assert "corrupt" in results["vad-m"] and "unknown model 'whisper-tiny.en'" in results["whisper-tiny.en"]
+    assert "corrupt" in results["vad-m"] and "unknown model 'whisper-tiny.en-ct2'" in results["whisper-tiny.en-ct2"]
 
 
 def test_corrupt_mirror_installs_nothing(world):
@@ -153,15 +153,18 @@ def test_release_archive_with_wrong_sha256_is_rejected(world):
 
 
 def test_fetch_defaults_cli_names_the_missing_model(tmp_path, speech_models):
-    """`appliance models fetch --defaults` (what tools/setup.sh runs): packaged models verified,
-    the mirror-only Whisper missing -> exit 1 and a message naming it and where to put it."""
+    """`appliance models fetch --defaults` (what tools/setup.sh runs) for a configuration whose STT
+    model lives only in the models mirror (sherpa-onnx Whisper): packaged models verified, the
+    mirror-only Whisper missing -> exit 1 and a message naming it and where to put it."""
     models = tmp_path / "models"
+    config = tmp_path / "box.yaml"
+    config.write_text("speech:\n  stt:\n    engine: whisper\n    model: whisper-tiny.en\n")
     # the packaged models were verified and test-loaded in the default dir this session: reuse
     # their stamps (size + mtime of the same package files) so the CLI skips them quickly
     shutil.copytree(default_models_dir() / ".stamps", models / ".stamps")
     env = dict(os.environ, APPLIANCE_MODELS_MIRROR=str(tmp_path / "no-mirror"))
     proc = subprocess.run([sys.executable, "-m", "appliance.cli", "models", "fetch", "--defaults",
-                           "--models-dir", str(models), "--json"],
+                           "--models-dir", str(models), "--config", str(config), "--json"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 1, proc.stderr
     out = json.loads(proc.stdout)
@@ -177,4 +180,4 @@ def test_doctor_models_check_uses_the_registry(speech_models):
 
     c = check_models(None)
     assert c["ok"] is True, c
-    assert {"silero-vad", "whisper-tiny.en", "piper-joe-medium"} <= set(c["models"])
+    assert {"silero-vad", "whisper-tiny.en-ct2", "piper-joe-medium"} <= set(c["models"])

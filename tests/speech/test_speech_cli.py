@@ -36,7 +36,7 @@ def test_say_then_stt_json(tmp_path, speech_models):
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert set(r) >= {"text", "engine", "final_ms"}
-    assert isinstance(r["text"], str) and r["engine"] == "whisper:whisper-tiny.en"
+    assert isinstance(r["text"], str) and r["engine"] == "whisper-ct2:whisper-tiny.en-ct2"
     assert isinstance(r["final_ms"], int) and r["final_ms"] >= 0
     e, n = corpus.wer("Please hold, I will check the two dates.", r["text"])
     assert e / n <= 0.3, r["text"]

@@ -15,7 +15,7 @@ def real_utts():
 
 
 def test_whisper_on_real_phone_band_speech(stt, real_utts):
-    assert stt.name == "whisper:whisper-tiny.en"
+    assert stt.name == "whisper-ct2:whisper-tiny.en-ct2"
     errors = words = 0
     for text in ("The quick brown fox jumps over the lazy dog.", "it was the age of foolishness,",
                  "we had everything before us, we had nothing before us,"):

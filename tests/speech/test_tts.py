@@ -17,8 +17,10 @@ def test_tts_at_8k_is_understood_by_the_stt(tts, stt):
     heard = stt.transcribe(line, 8000)
     errors, n = corpus.wer(text, heard)
     assert errors / n <= 0.25, (heard, errors, n)
-    for word in ("appointment", "tuesday", "three", "thirty"):
-        assert word in corpus.words(heard), heard
+    heard_words = corpus.words(heard)
+    for word in ("appointment", "tuesday"):
+        assert word in heard_words, heard
+    assert "3 3 0" in " ".join(heard_words), heard      # the time, however Whisper writes it
 
 
 def test_streams_sentence_by_sentence_in_small_chunks(tts):
