@@ -561,6 +561,8 @@ class CallSession:
             self._drop_spec("a newer transcript")
         spec = self._spec = _Spec(text, self._turn, self.dialogue.mark())
         self.spec_started += 1
+        log.debug("call %s: speculative reply started on %r after a %.0f ms pause", self.call.call_id, text,
+                  self._raw_quiet_ms)
         spec.task = asyncio.create_task(self._speculate(spec), name="speculate")
 
     async def _speculate(self, spec: _Spec) -> None:
@@ -576,6 +578,8 @@ class CallSession:
             async for ev in gen:
                 if ev.kind in ("text", "tool") and spec.first_token_ms is None:
                     spec.first_token_ms = (time.monotonic() - spec.t0) * 1000.0
+                    log.debug("call %s: speculative reply: first token after %.0f ms", self.call.call_id,
+                              spec.first_token_ms)
                 spec.events.put_nowait((time.monotonic(), ev))
                 if ev.kind == "text" and not first_piece:
                     for piece in chunker.push(ev.text):
@@ -602,9 +606,12 @@ class CallSession:
 
         if cancel.is_set():
             return None
+        t0 = time.perf_counter()
         self.tts.synthesize(text, on_audio, 8000)
         if cancel.is_set():
             return None
+        log.debug("call %s: held clause %r synthesized in %.0f ms", self.call.call_id, text,
+                  (time.perf_counter() - t0) * 1000)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
     def _drop_spec(self, why: str) -> None:

@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
                    help="synthetic (Piper) utterances in the phone-band set, besides the 15 real ones (default 8)")
     p.add_argument("--candidates", default="all",
                    help="other STT engines to measure on the same set: all, none, or a comma list "
-                        "(faster-whisper,pocketsphinx,hama)")
+                        "(whisper-sherpa,faster-whisper,pocketsphinx,hama)")
     p.add_argument("--snr-db", type=float, default=20.0, help="noise level of the set (default 20 dB SNR)")
     p.add_argument("--config", help="appliance config file (speech section)")
 

