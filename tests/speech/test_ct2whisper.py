@@ -71,3 +71,25 @@ def test_sherpa_whisper_engine_stays_selectable(speech_models, tts):
     assert e / n <= 0.25
     with pytest.raises(Exception, match="whisper-ct2 model"):
         create_stt(dataclasses.replace(cfg, stt=SttConfig(engine="whisper", model="whisper-tiny.en-ct2")))
+
+
+def test_whisper_text_drops_sound_tags_and_silence_answers():
+    from appliance.speech.stt import whisper_text
+
+    assert whisper_text(" (wind blowing)") == ""
+    assert whisper_text(" [MUSIC] Hello there.") == "Hello there."
+    assert whisper_text(" Thank you.") == ""           # Whisper's usual answer to near-silence
+    assert whisper_text(" Thank you, that's all.") == "Thank you, that's all."
+    assert whisper_text(" Thank you.", noise=frozenset({""})) == "Thank you."
+
+
+def test_ct2_keeps_a_real_thank_you_and_drops_a_cough(stt, tts):
+    """The no-speech probability, not a word list, decides: "Thank you." is a caller's words."""
+    rng = np.random.default_rng(5)
+    said = tts.synthesize_to_array("Thank you.", 8000)
+    line = corpus.to_line(np.concatenate((np.zeros(2000, np.int16), said, np.zeros(2000, np.int16))), 20.0, rng)
+    assert corpus.words(stt.transcribe(line, 8000)) == ["thank", "you"]
+    for _ in range(3):
+        noise = corpus.to_line(np.zeros(8000, np.int16), 20.0, rng)
+        noise[3000:4600] += (rng.standard_normal(1600) * 3000 * np.hanning(1600)).astype(np.int16)
+        assert stt.transcribe(noise, 8000) == ""
