@@ -42,6 +42,22 @@ async def start_peer(tmp_path, name, hz, *extra):
     return proc, port, rec
 
 
+async def answer_and_transfer(line, target_uri: str, reason: str, settle_s: float):
+    """Answer the next call ringing on `line`, let it run `settle_s`, then transfer it ("warm") to
+    `target_uri`: (the transfer's result, the call, the data of its 'transfer' events queued by then)."""
+    call = (await next_event(line, "ring", 15)).data["call"]
+    await call.answer()
+    await call_event(call, "answered")
+    await asyncio.sleep(settle_s)
+    ok = await call.transfer(target_uri, "warm", reason)
+    transfer_events = []
+    while not call.events.empty():
+        ev = call.events.get_nowait()
+        if ev.type == "transfer":
+            transfer_events.append(ev.data)
+    return ok, call, transfer_events
+
+
 def recorded(path: Path) -> np.ndarray:
     pcm, rate = read_wav(path)
     return pcm if rate == 8000 else pcm[:: rate // 8000]
@@ -65,16 +81,8 @@ def test_attended_transfer_joins_caller_and_target_with_replaces(tmp_path):
                                                                "--seconds", "3")
             caller, _, caller_rec = await start_peer(tmp_path, "caller", PEER_HZ, "--call",
                                                      f"sip:box@127.0.0.1:{line.local_port}", "--seconds", "0")
-            call = (await next_event(line, "ring", 15)).data["call"]
-            await call.answer()
-            await call_event(call, "answered")
-            await asyncio.sleep(0.5)
-            ok = await call.transfer(f"sip:human@127.0.0.1:{target_port}", "warm", "Caller wants a human")
-            transfer_events = []
-            while not call.events.empty():
-                ev = call.events.get_nowait()
-                if ev.type == "transfer":
-                    transfer_events.append(ev.data)
+            ok, call, transfer_events = await answer_and_transfer(
+                line, f"sip:human@127.0.0.1:{target_port}", "Caller wants a human", settle_s=0.5)
             caller_events, target_events = await asyncio.gather(events_until_done(caller, 30),
                                                                 events_until_done(target, 30))
             return ok, call, transfer_events, caller_events, target_events, caller_rec, target_rec, line
@@ -111,16 +119,8 @@ def test_attended_transfer_falls_back_to_blind_without_replaces(tmp_path, baresi
         await line.start()
         try:
             alice.command("dial", f"sip:box@127.0.0.1:{line.local_port}")
-            call = (await next_event(line, "ring", 15)).data["call"]
-            await call.answer()
-            await call_event(call, "answered")
-            await asyncio.sleep(0.3)
-            ok = await call.transfer(f"sip:bob@127.0.0.1:{bob.sip_port}", "warm", "no briefing voice set")
-            events = []
-            while not call.events.empty():
-                ev = call.events.get_nowait()
-                if ev.type == "transfer":
-                    events.append(ev.data)
+            ok, call, events = await answer_and_transfer(
+                line, f"sip:bob@127.0.0.1:{bob.sip_port}", "no briefing voice set", settle_s=0.3)
             return ok, events, call
         finally:
             await line.stop()
