@@ -12,11 +12,10 @@ import socket
 import threading
 
 import pytest
-from testutil import ACL_EXAMPLE
-from fleet_helpers import cfg, wait_for
+from fleet_helpers import acl_tls_broker, cfg, wait_for
 
 from appliance.fleet import Fleet, TlsConfig
-from appliance.fleet.mosquitto import Mosquitto, make_client_cert, make_tls
+from appliance.fleet.mosquitto import make_client_cert, make_tls
 
 
 class Mqtt311OnlyRelay:
@@ -147,10 +146,7 @@ def test_falls_back_to_311_on_a_broker_without_mqtt5(broker, collector_factory, 
 
 @pytest.fixture(scope="module")
 def mtls_broker(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mtls")
-    tls = make_tls(folder / "tls")
-    with Mosquitto(folder / "broker", tls=tls, client_certs=True, acl_file=ACL_EXAMPLE) as broker:
-        yield broker
+    yield from acl_tls_broker(tmp_path_factory.mktemp("mtls"), client_certs=True)
 
 
 def test_tls_client_certificate_is_the_identity(mtls_broker, collector_factory, tmp_path):

@@ -5,21 +5,17 @@ import asyncio
 import json
 
 import pytest
-from testutil import ACL_EXAMPLE
-from fleet_helpers import cfg, wait_for
+from fleet_helpers import acl_tls_broker, cfg, wait_for
 
 from appliance.fleet import Fleet, TlsConfig
-from appliance.fleet.mosquitto import Mosquitto, make_tls
+from appliance.fleet.mosquitto import make_tls
 
 USERS = {"box1": "secret-1", "box2": "secret-2", "fleet-ops": "ops-secret"}
 
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("secure")
-    tls = make_tls(folder / "tls")
-    with Mosquitto(folder / "broker", users=USERS, acl_file=ACL_EXAMPLE, tls=tls) as broker:
-        yield broker
+    yield from acl_tls_broker(tmp_path_factory.mktemp("secure"), users=USERS)
 
 
 def _roundtrip(fleet: Fleet, ops, box_id: str) -> None:
