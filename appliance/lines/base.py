@@ -131,14 +131,16 @@ class Call(ABC):
             self._rx_ready.clear()
             if self.rx.available() >= SAMPLES_PER_FRAME:
                 continue
-            # mark_ended() sets _rx_ready too, so one event covers both (no task per frame)
+            # mark_ended() sets _rx_ready too, so one event covers both. asyncio.timeout, not
+            # wait_for: on 3.11 wait_for wraps the wait in a new Task, one per 20 ms frame.
             if timeout is None:
                 await self._rx_ready.wait()
             else:
                 try:
-                    await asyncio.wait_for(self._rx_ready.wait(), timeout)
-                except asyncio.TimeoutError:
-                    raise TimeoutError("no audio from the line") from None
+                    async with asyncio.timeout(timeout):
+                        await self._rx_ready.wait()
+                except TimeoutError:
+                    raise TimeoutError(f"no audio from the line within {timeout:g} s") from None
 
     def read_reference(self) -> np.ndarray | None:
         """The 20 ms of agent audio sent while the matching rx frame was received (echo reference)."""
