@@ -142,6 +142,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         finally:
             if self._conns.get(addr) is writer:
                 del self._conns[addr]
+                self._transport_failed(addr, "connection closed")
             writer.close()
 
     def _tcp_send(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -160,7 +161,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 reader, writer = await asyncio.open_connection(addr[0], addr[1], limit=self.MAX_TCP_MESSAGE)
             except OSError as exc:
                 log.info("SIP/TCP: cannot connect to %s:%d: %s", addr[0], addr[1], exc)
-                self._tcp_pending.pop(addr, None)          # the transaction times out (Timer B/F)
+                self._tcp_pending.pop(addr, None)
+                self._transport_failed(addr, f"connect failed: {exc}")
                 return
             self._conns[addr] = writer
             for chunk in self._tcp_pending.pop(addr, []):
@@ -168,6 +170,15 @@ class SipEndpoint(asyncio.DatagramProtocol):
             await self._read_stream(reader, writer, addr)
 
         self._spawn_tcp(connect())
+
+    def _transport_failed(self, addr: tuple[str, int], why: str) -> None:
+        """§8.1.3.1: a transport error ends the client transactions waiting on `addr` at once, as a
+        503 naming the cause (over TCP nothing is retransmitted, so they would otherwise wait for
+        Timer B/F and end as a 408 that hides it)."""
+        for tx in list(self._client.values()):
+            if tx.addr == addr and tx.final is None and not tx.future.done():
+                tx.future.set_result(make_response(
+                    tx.request, 503, f"Service Unavailable (SIP/TCP to {addr[0]}:{addr[1]}: {why})"))
 
     @staticmethod
     def _via_transport(msg: SipMessage, tcp: bool) -> None:
