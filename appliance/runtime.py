@@ -839,15 +839,22 @@ class Runtime:
     def health(self) -> dict:
         st = self.stats
         lines = {name: r.health() for name, r in self.lines.items()}
-        gsm = {
-            name: {
-                "registration": h.get("registration"),
-                "signal_dbm": h.get("signal_dbm"),
-                "operator": h.get("operator"),
-            }
-            for name, h in lines.items()
-            if h.get("type") == "gsm"
-        }
+        # `gsm: {registration, signal_dbm}` as the fleet reads it (Home Assistant discovery, the fleet
+        # simulator): the first GSM line's figures, registration as one word; every line's own
+        # figures (+CREG/+CEREG in full) are under `lines`
+        gsm = next(
+            (
+                {
+                    "line": name,
+                    "registration": _registration_status(h.get("registration")),
+                    "signal_dbm": h.get("signal_dbm"),
+                    "operator": h.get("operator"),
+                }
+                for name, h in lines.items()
+                if h.get("type") == "gsm"
+            ),
+            None,
+        )
         return {
             "lines": lines,
             **({"gsm": gsm} if gsm else {}),
@@ -875,6 +882,15 @@ class Runtime:
             "models_verified": self.models_verified,
             "stopping": self.stopping,
         }
+
+
+def _registration_status(registration) -> str | None:
+    """A GSM line's registrations ({"CREG": {"status": "home", ...}, "CEREG": ...}) as one word:
+    "home" or "roaming" if any network took us, else the first status ("searching", "denied")."""
+    if not isinstance(registration, dict):
+        return registration
+    statuses = [r.get("status") for r in registration.values() if isinstance(r, dict) and r.get("status")]
+    return next((st for st in ("home", "roaming") if st in statuses), statuses[0] if statuses else None)
 
 
 def _describe(exc: BaseException, name: str | None = None) -> str:

@@ -1,0 +1,43 @@
+"""Review fix: the runtime's health report has the `gsm` figures where the fleet reads them
+(`gsm.signal_dbm`, `gsm.registration`: Home Assistant discovery and the fleet simulator)."""
+from __future__ import annotations
+
+import asyncio
+
+from appliance.config import load
+from appliance.fleet.discovery import _SENSORS
+from appliance.lines.gsm import GsmLine, parse_creg
+from appliance.lines.modem_config import GsmLineConfig
+from appliance.runtime import LineRunner, Runtime
+
+
+def _resolve(health: dict, path: str):
+    value = health
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def test_health_gsm_figures_are_where_discovery_reads_them():
+    async def scenario():
+        rt = Runtime(load(None), preload=False)
+        first, second = GsmLineConfig(name="cell", port="loop://"), GsmLineConfig(name="cell2", port="loop://")
+        for cfg, dbm in ((first, -71), (second, -95)):
+            runner = LineRunner(rt, cfg)
+            runner.line = GsmLine(cfg)  # not started: health() reports what the line last knew
+            runner.line._set_registration("CREG", parse_creg("+CREG: 0,2"))    # searching on 2G,
+            runner.line._set_registration("CEREG", parse_creg("+CEREG: 0,1"))  # home on LTE
+            runner.line.signal = {"dbm": dbm, "rssi": 21}
+            rt.lines[cfg.name] = runner
+        return rt.health()
+
+    health = asyncio.run(scenario())
+    gsm_paths = [path for _, _, path, *_ in _SENSORS if path.startswith("gsm.")]
+    assert gsm_paths, "discovery has GSM sensors"
+    for path in gsm_paths:
+        assert _resolve(health, path) is not None, (path, health.get("gsm"))
+    assert health["gsm"]["signal_dbm"] == -71 and health["gsm"]["line"] == "cell"
+    assert health["gsm"]["registration"] == "home"  # one word for the sensor, as the fleet simulator sends
+    assert health["lines"]["cell2"]["signal_dbm"] == -95  # every line's own figures stay under lines
