@@ -678,7 +678,8 @@ class GsmLine(Line):
     async def dial(self, number: str, timeout_s: float = 60.0) -> Call:
         num = re.sub(r"[\s\-().]", "", number)
         if not re.fullmatch(r"\+?[0-9*#]+", num):
-            raise LineError(f"{self.name}: cannot dial {number!r}")
+            raise LineError(f"{self.name}: cannot dial {number!r}: expected digits, '*' and '#', "
+                            "with an optional leading '+' (spaces, '-', '.', '(' ')' are ignored)")
         if self.call is not None:
             raise LineError(f"{self.name}: line busy with another call")
         call = ModemCall(self, "outbound", remote=num, loop=self._loop)

@@ -654,7 +654,8 @@ class VoiceModemLine(Line):
     async def dial(self, number: str, timeout_s: float = 60.0) -> Call:
         digits = re.sub(r"[\s\-().]", "", number)
         if not digits or any(d not in DTMF_DIGITS + ",W" for d in digits):
-            raise LineError(f"{self.name}: cannot dial {number!r}")
+            raise LineError(f"{self.name}: cannot dial {number!r}: expected digits 0-9 * # A-D "
+                            "(',' or 'W' to pause; spaces, '-', '.', '(' ')' are ignored)")
         if self.call is not None:
             raise LineError(f"{self.name}: line busy with another call")
         call = ModemCall(self, "outbound", remote=digits, loop=self._loop)
