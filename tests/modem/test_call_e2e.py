@@ -17,13 +17,9 @@ import pytest
 from appliance import config as config_mod
 from appliance.agent import engines
 from appliance.agent.session import CallSession
-from appliance.lines.gsm import GsmLine
-from appliance.lines.modem import ModemLine
-from appliance.lines.modem_config import GsmLineConfig, ModemLineConfig
 
-from .conftest import next_event, run
+from .modemrig import SIM_PIN, gsm_emulator, gsm_line, next_event, run, running, voice_emulator, voice_line
 
-PIN_ENV = "APPLIANCE_TEST_SIM_PIN"
 QUESTION = "What time do you open on Saturday?"
 ASK_PERSON = "Can I talk to a real person please?"
 LOUD = 300          # |sample| of agent speech at the far end
@@ -81,7 +77,10 @@ async def caller_script(emu, call, session, utterances, report: dict) -> None:
     far.say(utterances[ASK_PERSON])
 
 
-async def full_call(line, emu, cfg, utterances, stt, ring_number: str) -> tuple[CallSession, dict, object]:
+async def full_call(line, emu, speech, handoff_target: str, ring_number: str) -> None:
+    """One whole call rung in on `line`, the caller played by `caller_script`, then `check_session`."""
+    base, utterances, stt = speech
+    cfg = agent_cfg(base, handoff_target)
     emu.ring(ring_number)
     ring = await next_event(line, "ring", 10)
     call = ring.data["call"]
@@ -99,7 +98,7 @@ async def full_call(line, emu, cfg, utterances, stt, ring_number: str) -> tuple[
     else:
         caller.cancel()
     report["greeting_text"] = await asyncio.to_thread(stt.transcribe, report["greeting_audio"])
-    return session, report, call
+    check_session(session, report, call)
 
 
 def check_session(session, report, call):
@@ -122,67 +121,35 @@ def check_session(session, report, call):
 
 
 def test_full_call_through_the_voice_modem_emulator(speech, tmp_path):
-    from voice_modem_emulator import VoiceModemEmulator
-
-    base, utterances, stt = speech
-    cfg = agent_cfg(base, "200")
-    emu = VoiceModemEmulator("conexant", link=str(tmp_path / "modem0"), ring_period_s=1.0, cid_delay_s=0.3,
-                             drift_ppm=120.0).start()
-
-    async def body():
-        line = ModemLine(ModemLineConfig(port=emu.port))
-        await line.start()
-        try:
-            session, report, call = await full_call(line, emu, cfg, utterances, stt, "5551234")
-            check_session(session, report, call)
+    async def body(emu):
+        async with running(voice_line(emu)) as line:
+            await full_call(line, emu, speech, "200", "5551234")
             assert emu.far.dtmf_heard == "7200"           # +VTS=7, then the target after the flash
             assert emu.far.flash_count == 1 and emu.far.transferred_to == "200"
             assert not emu.hook_off and line.state == "idle"
             assert emu.stats.overruns == 0                # the modem's TX buffer never overflowed
-        finally:
-            await line.stop()
-    try:
-        run(body(), 150)
-    finally:
-        emu.stop()
+    with voice_emulator(tmp_path, "conexant", ring_period_s=1.0, cid_delay_s=0.3, drift_ppm=120.0) as emu:
+        run(body(emu), 150)
 
 
-def test_full_call_through_the_gsm_modem_emulator(speech, tmp_path, monkeypatch):
-    from gsm_modem_emulator import GsmModemEmulator
-
-    monkeypatch.setenv(PIN_ENV, "1234")
-    base, utterances, stt = speech
-    cfg = agent_cfg(base, "+15550199")
-    emu = GsmModemEmulator("sim7600", link=str(tmp_path / "gsm0"), pin="1234", drift_ppm=-120.0).start()
-
-    async def body():
-        line = GsmLine(GsmLineConfig(port=emu.port, audio="serial-pcm", audio_port=emu.audio_port, pin_env=PIN_ENV))
-        await line.start()
-        try:
-            session, report, call = await full_call(line, emu, cfg, utterances, stt, "+15551234")
-            check_session(session, report, call)
+@pytest.mark.usefixtures("sim_pin")
+def test_full_call_through_the_gsm_modem_emulator(speech, tmp_path):
+    async def body(emu):
+        async with running(gsm_line(emu)) as line:
+            await full_call(line, emu, speech, "+15550199", "+15551234")
             assert emu.far.dtmf_heard == "7"
             assert emu.far.transferred_to == "+15550199" and "AT+CHLD=4" in emu.commands
             assert not emu.calls and line.state == "idle"
-        finally:
-            await line.stop()
-    try:
-        run(body(), 150)
-    finally:
-        emu.stop()
+    with gsm_emulator(tmp_path, "sim7600", pin=SIM_PIN, drift_ppm=-120.0) as emu:
+        run(body(emu), 150)
 
 
 def test_unplug_under_a_running_session_ends_the_call_cleanly(speech, tmp_path):
-    from voice_modem_emulator import VoiceModemEmulator
-
     base, _, _ = speech
     cfg = agent_cfg(base, "200")
-    emu = VoiceModemEmulator("usrobotics", link=str(tmp_path / "modem0"), ring_period_s=1.0, cid_delay_s=0.3).start()
 
-    async def body():
-        line = ModemLine(ModemLineConfig(port=emu.port, reopen_interval_s=0.3))
-        await line.start()
-        try:
+    async def body(emu):
+        async with running(voice_line(emu, reopen_interval_s=0.3)) as line:
             emu.ring("5551234")
             call = (await next_event(line, "ring", 10)).data["call"]
             session = CallSession(call, cfg, record=False)
@@ -200,9 +167,5 @@ def test_unplug_under_a_running_session_ends_the_call_cleanly(speech, tmp_path):
                     break
                 await asyncio.sleep(0.1)
             assert line.state == "idle"
-        finally:
-            await line.stop()
-    try:
-        run(body(), 60)
-    finally:
-        emu.stop()
+    with voice_emulator(tmp_path, "usrobotics", ring_period_s=1.0, cid_delay_s=0.3) as emu:
+        run(body(emu), 60)

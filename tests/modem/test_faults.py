@@ -6,31 +6,25 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 from modem_emulator_base import tone
 
-from appliance.lines.gsm import GsmLine
-from appliance.lines.modem import ModemLine
-from appliance.lines.modem_config import GsmLineConfig, ModemLineConfig
+from . import modemrig
+from .modemrig import drain, next_event, run, running, tone_power
 
-from .conftest import drain, next_event, run, tone_power
-
-PIN_ENV = "APPLIANCE_TEST_SIM_PIN"
 BACK_WITHIN_S = 10.0        # the issue's bound for a replugged device
+REOPEN_S = 0.3              # the lines retry a vanished device this often
 
-
-@pytest.fixture(autouse=True)
-def sim_pin(monkeypatch):
-    monkeypatch.setenv(PIN_ENV, "1234")
+pytestmark = pytest.mark.usefixtures("sim_pin")
 
 
 def voice_line(emu, **kw):
-    return ModemLine(ModemLineConfig(port=emu.port, reopen_interval_s=0.3, **kw))
+    return modemrig.voice_line(emu, reopen_interval_s=REOPEN_S, **kw)
 
 
 def gsm_line(emu, **kw):
-    return GsmLine(GsmLineConfig(port=emu.port, audio="serial-pcm", audio_port=emu.audio_port, pin_env=PIN_ENV,
-                                 reopen_interval_s=0.3, **kw))
+    return modemrig.gsm_line(emu, reopen_interval_s=REOPEN_S, **kw)
 
 
 def forget_line_events(line) -> None:
@@ -51,6 +45,13 @@ async def states_until(line, want: str, timeout_s: float) -> list[str]:
                     return
     await asyncio.wait_for(watch(), timeout_s)
     return seen
+
+
+async def wedged_until_idle(line, emu, timeout_s: float) -> list[str]:
+    """Wedge the idle modem; the line states seen until the line is idle again."""
+    forget_line_events(line)
+    emu.wedge()
+    return await states_until(line, "idle", timeout_s)
 
 
 async def answered_call(line, emu, number):
@@ -86,20 +87,15 @@ def test_voice_modem_unplugged_mid_call_comes_back(voice_emu):
     emu = voice_emu
 
     async def body():
-        line = voice_line(emu)
-        await line.start()
-        try:
+        async with running(voice_line(emu)) as line:
             call = await answered_call(line, emu, "5551234")
             await unplug_replug(line, emu, call)
             call2 = await answered_call(line, emu, "5559876")   # the same line takes the next call
             assert call2.remote == "5559876" and call2 is not call
             emu.far.say(tone(1000, 400))
             frames = [(await call2.read_frame(2.0)).samples for _ in range(30)]
-            import numpy as np
             assert tone_power(np.concatenate(frames), 1000) > 0.005
             await call2.hangup()
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -107,16 +103,12 @@ def test_gsm_modem_unplugged_mid_call_comes_back(gsm_emu):
     emu = gsm_emu
 
     async def body():
-        line = gsm_line(emu)
-        await line.start()
-        try:
+        async with running(gsm_line(emu)) as line:
             call = await answered_call(line, emu, "+15551234")
             await unplug_replug(line, emu, call)
             assert line.health()["registered"] and line.health()["sim"] == "ready"
             call2 = await answered_call(line, emu, "+15559876")
             await call2.hangup()
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -124,18 +116,12 @@ def test_wedged_voice_modem_is_reset_when_idle(voice_emu):
     emu = voice_emu
 
     async def body():
-        line = voice_line(emu, health_check_s=0.5)
-        await line.start()
-        try:
-            forget_line_events(line)
-            emu.wedge()
-            seen = await states_until(line, "idle", 12)
+        async with running(voice_line(emu, health_check_s=0.5)) as line:
+            seen = await wedged_until_idle(line, emu, 12)
             assert seen[0] == "error" and line.health()["resets"] == 1
             assert "stopped answering" in line.health()["last_error"]
             assert not emu.wedged and emu.stats.resets >= 1       # the modem saw DTR drop
             await (await answered_call(line, emu, "5551234")).hangup()
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -143,9 +129,7 @@ def test_wedged_voice_modem_mid_call_ends_the_call_and_resets(voice_emu):
     emu = voice_emu
 
     async def body():
-        line = voice_line(emu)
-        await line.start()
-        try:
+        async with running(voice_line(emu)) as line:
             call = await answered_call(line, emu, "5551234")
             forget_line_events(line)
             emu.wedge()                                  # voice data stops, commands unanswered
@@ -153,8 +137,6 @@ def test_wedged_voice_modem_mid_call_ends_the_call_and_resets(voice_emu):
             assert call.end_cause == "modem-reset"
             await states_until(line, "idle", 10)
             assert line.health()["resets"] == 1 and not emu.wedged
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -162,25 +144,17 @@ def test_wedged_gsm_modem_is_reset(gsm_emu):
     emu = gsm_emu
 
     async def body():
-        line = gsm_line(emu, health_check_s=0.5)
-        await line.start()
-        try:
-            forget_line_events(line)
-            emu.wedge()
-            seen = await states_until(line, "idle", 12)
+        async with running(gsm_line(emu, health_check_s=0.5)) as line:
+            seen = await wedged_until_idle(line, emu, 12)
             assert "error" in seen and line.health()["resets"] == 1 and not emu.wedged
             await (await answered_call(line, emu, "+15551234")).hangup()
-        finally:
-            await line.stop()
     run(body())
 
 
 def test_stray_bytes_change_nothing(voice_emu, gsm_emu):
     async def body():
-        vline, gline = voice_line(voice_emu, health_check_s=0.5), gsm_line(gsm_emu, health_check_s=0.5)
-        await vline.start()
-        await gline.start()
-        try:
+        async with (running(voice_line(voice_emu, health_check_s=0.5)) as vline,
+                    running(gsm_line(gsm_emu, health_check_s=0.5)) as gline):
             for _ in range(5):                 # line noise between the probes and polls
                 voice_emu.inject(b"\x00\xff\x10\x10\x1b[junk\r\n\x10\x03OK?\r\n")
                 gsm_emu.inject(b"\xfe\r\n+CME ERROR: 99\r\n\x10b\x00")
@@ -189,7 +163,4 @@ def test_stray_bytes_change_nothing(voice_emu, gsm_emu):
             assert vline.health()["resets"] == 0 and gline.health()["resets"] == 0
             await (await answered_call(vline, voice_emu, "5551234")).hangup()
             await (await answered_call(gline, gsm_emu, "+15551234")).hangup()
-        finally:
-            await vline.stop()
-            await gline.stop()
     run(body())

@@ -6,48 +6,25 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 from modem_emulator_base import tone
 
 from appliance.errors import LineError
-from appliance.lines.gsm import GsmLine
-from appliance.lines.modem_config import GsmLineConfig
 
-from .conftest import drain, next_event, run, tone_power
+from .modemrig import (
+    PIN_ENV,
+    drain,
+    dtmf_digits,
+    gsm_emulator,
+    next_event,
+    read_audio,
+    run,
+    running,
+    tone_power,
+)
+from .modemrig import gsm_line as line_for
 
-PIN_ENV = "APPLIANCE_TEST_SIM_PIN"
-
-
-@pytest.fixture(autouse=True)
-def sim_pin(monkeypatch):
-    monkeypatch.setenv(PIN_ENV, "1234")
-
-
-def line_for(emu, **kw) -> GsmLine:
-    opts = {"port": emu.port, "audio": "serial-pcm", "audio_port": emu.audio_port, "pin_env": PIN_ENV}
-    opts.update(kw)
-    return GsmLine(GsmLineConfig(**opts))
-
-
-async def read_audio(call, seconds: float) -> np.ndarray:
-    frames = []
-    for _ in range(int(seconds / 0.02)):
-        f = await call.read_frame(2.0)
-        if f is None:
-            break
-        frames.append(f.samples)
-    return np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
-
-
-async def dtmf_digits(call, n: int) -> list[str]:
-    got: list[str] = []
-    for _ in range(60):
-        got += [e.data["digit"] for e in drain(call) if e.type == "dtmf"]
-        if len(got) >= n:
-            break
-        await asyncio.sleep(0.05)
-    return got
+pytestmark = pytest.mark.usefixtures("sim_pin")
 
 
 @pytest.mark.parametrize("gsm_emu", ["sim7600", "ec25"], indirect=True)
@@ -56,9 +33,7 @@ def test_inbound_call_per_dialect(gsm_emu):
     audio_cmd = {"sim7600": "AT+CPCMREG=1", "ec25": "AT+QPCMV=1,0"}[emu.profile.name]
 
     async def body():
-        line = line_for(emu, transfer_number="+15550199")
-        await line.start()
-        try:
+        async with running(line_for(emu, transfer_number="+15550199")) as line:
             h = line.health()
             assert h["dialect"] == emu.profile.name and h["sim"] == "ready"
             assert 'AT+CPIN="1234"' in emu.commands            # the PIN came from the environment
@@ -84,7 +59,7 @@ def test_inbound_call_per_dialect(gsm_emu):
             assert tone_power(emu.far.heard_audio(), 700) > 0.01
 
             emu.send_dtmf("31#")
-            assert await dtmf_digits(call, 3) == ["3", "1", "#"]
+            assert await dtmf_digits(call, 3, 60) == ["3", "1", "#"]
             await call.send_dtmf("58")
             assert emu.far.dtmf_heard == "58"
             assert [c for c in emu.commands if c.startswith("AT+VTS")] == ["AT+VTS=5", "AT+VTS=8"]
@@ -97,8 +72,6 @@ def test_inbound_call_per_dialect(gsm_emu):
             assert [e.data["status"] for e in events if e.type == "transfer"] == ["trying", "ok"]
             assert call.end_cause == "transferred" and not emu.calls
             assert line.state == "idle"
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -106,16 +79,12 @@ def test_ringing_call_is_deflected_with_ctfr(gsm_emu):
     emu = gsm_emu
 
     async def body():
-        line = line_for(emu)
-        await line.start()
-        try:
+        async with running(line_for(emu)) as line:
             emu.ring("+15557777")
             call = (await next_event(line, "ring")).data["call"]
             assert await call.transfer("+15550199") is True
             assert 'AT+CTFR="+15550199"' in emu.commands and emu.far.transferred_to == "+15550199"
             assert call.end_cause == "transferred" and not emu.calls
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -123,9 +92,7 @@ def test_remote_hangup_withheld_number_and_local_hangup(gsm_emu):
     emu = gsm_emu
 
     async def body():
-        line = line_for(emu)
-        await line.start()
-        try:
+        async with running(line_for(emu)) as line:
             emu.ring(withheld=True)
             ring = await next_event(line, "ring")
             assert ring.data["caller_id"] == "private"
@@ -147,8 +114,6 @@ def test_remote_hangup_withheld_number_and_local_hangup(gsm_emu):
             await call.hangup()
             assert "AT+CHUP" in emu.commands and not emu.calls
             assert line.health()["calls"] == 2
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -157,9 +122,7 @@ def test_dial_out_and_busy(gsm_emu):
     emu.dial_answer_s = 0.4
 
     async def body():
-        line = line_for(emu)
-        await line.start()
-        try:
+        async with running(line_for(emu)) as line:
             call = await line.dial("+1 555 0100")
             assert emu.far.dialled == "+15550100" and "ATD+15550100;" in emu.commands
             emu.far.say(tone(1000, 400))
@@ -171,8 +134,6 @@ def test_dial_out_and_busy(gsm_emu):
             assert line.call is None and not emu.calls
             with pytest.raises(LineError, match="cannot dial"):
                 await line.dial("somebody")
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -193,11 +154,9 @@ def test_sim_problems_are_clear_errors(gsm_emu, monkeypatch):
 
 
 def test_sim800_has_no_serial_pcm(tmp_path):
-    from gsm_modem_emulator import GsmModemEmulator
-
-    with GsmModemEmulator("sim800", link=str(tmp_path / "gsm0")) as emu:
+    with gsm_emulator(tmp_path, "sim800") as emu:
         async def body():
-            line = GsmLine(GsmLineConfig(port=emu.port, audio="serial-pcm", audio_port=emu.audio_port))
+            line = line_for(emu, pin_env=None)
             with pytest.raises(LineError, match="sim800 has no serial PCM audio; use audio: usb"):
                 await line.start()
         run(body())

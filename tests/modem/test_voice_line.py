@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 from modem_emulator_base import tone
 
 from appliance.errors import LineError
-from appliance.lines.modem import ModemLine, NotAVoiceModem
-from appliance.lines.modem_config import ModemLineConfig
+from appliance.lines.modem import NotAVoiceModem
 
-from .conftest import drain, next_event, run, tone_power
+from .modemrig import drain, dtmf_digits, next_event, read_audio, run, running, tone_power, voice_emulator
+from .modemrig import voice_line as line_for
 
 # profile -> (dialect, sample format chosen from its +VSM=? listing, full duplex)
 EXPECTED = {
@@ -25,20 +24,6 @@ EXPECTED = {
 }
 
 
-def line_for(emu, **kw) -> ModemLine:
-    return ModemLine(ModemLineConfig(port=emu.port, **kw))
-
-
-async def read_audio(call, seconds: float) -> np.ndarray:
-    frames = []
-    for _ in range(int(seconds / 0.02)):
-        f = await call.read_frame(2.0)
-        if f is None:
-            break
-        frames.append(f.samples)
-    return np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
-
-
 @pytest.mark.parametrize("voice_emu", list(EXPECTED), indirect=True)
 def test_inbound_call_per_dialect(voice_emu):
     """Detect, ring with caller ID, answer, audio both ways, DTMF both ways, transfer by hook flash."""
@@ -46,9 +31,7 @@ def test_inbound_call_per_dialect(voice_emu):
     dialect, kind, duplex = EXPECTED[emu.profile.name]
 
     async def body():
-        line = line_for(emu, transfer_number="200")
-        await line.start()
-        try:
+        async with running(line_for(emu, transfer_number="200")) as line:
             assert line.dialect.name == dialect and line.codec.kind == kind
             assert line.full_duplex is duplex and line.capabilities.full_duplex is duplex
             assert line.caller_id_enabled
@@ -82,13 +65,7 @@ def test_inbound_call_per_dialect(voice_emu):
                 assert tone_power(rx, 1000) > 0.005
 
             emu.send_dtmf("42#")
-            got = []
-            for _ in range(50):
-                got += [e.data["digit"] for e in drain(call) if e.type == "dtmf"]
-                if len(got) >= 3:
-                    break
-                await asyncio.sleep(0.05)
-            assert got == ["4", "2", "#"]            # each digit once, however long it was held
+            assert await dtmf_digits(call, 3, 50) == ["4", "2", "#"]    # each digit once, however long held
             await call.send_dtmf("9*")
             assert emu.far.dtmf_heard == "9*"
             with pytest.raises(LineError, match="digits are"):
@@ -104,8 +81,6 @@ def test_inbound_call_per_dialect(voice_emu):
             assert emu.lines.dropped == 0        # no voice byte followed a stop code into the parser
             metrics = next(e.data for e in events if e.type == "metrics")
             assert metrics["frames_in"] > 0 and metrics["modem_overruns"] == 0
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -113,9 +88,7 @@ def test_far_end_hangup_and_local_hangup(voice_emu):
     emu = voice_emu
 
     async def body():
-        line = line_for(emu)
-        await line.start()
-        try:
+        async with running(line_for(emu)) as line:
             emu.ring("5550000")
             call = (await next_event(line, "ring")).data["call"]
             await call.answer()
@@ -134,8 +107,6 @@ def test_far_end_hangup_and_local_hangup(voice_emu):
             await call.hangup()                    # twice is harmless
             assert call.end_cause == "local" and not emu.hook_off and emu.mode == "cmd"
             assert line.health()["calls"] == 2
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -143,9 +114,7 @@ def test_caller_gives_up_before_answer(voice_emu):
     emu = voice_emu
 
     async def body():
-        line = line_for(emu, rings_before_answer=5)
-        await line.start()
-        try:
+        async with running(line_for(emu, rings_before_answer=5)) as line:
             emu.ring("5551111", rings=2)
             await asyncio.sleep(0.3)
             call = line.call
@@ -154,8 +123,6 @@ def test_caller_gives_up_before_answer(voice_emu):
             assert call.end_cause == "caller-gave-up" and line.state == "idle"
             with pytest.raises(LineError, match="hung up before the answer"):
                 await call.answer()
-        finally:
-            await line.stop()
     run(body())
 
 
@@ -164,9 +131,7 @@ def test_dial_out_progress(voice_emu):
     emu.dial_answer_s = 0.3
 
     async def body():
-        line = line_for(emu)
-        await line.start()
-        try:
+        async with running(line_for(emu)) as line:
             call = await line.dial("555-0100")
             assert emu.far.dialled == "5550100" and call.answered_at
             emu.far.say(tone(1000, 400))
@@ -182,26 +147,20 @@ def test_dial_out_progress(voice_emu):
                 await line.dial("5550102")
             with pytest.raises(LineError, match="cannot dial"):
                 await line.dial("call me")
-        finally:
-            await line.stop()
     run(body())
 
 
 def test_data_only_modem_is_refused_with_a_reason(tmp_path):
-    from voice_modem_emulator import PROFILES, Profile, VoiceModemEmulator
+    from voice_modem_emulator import PROFILES, Profile
 
     PROFILES["dataonly"] = Profile("dataonly", "DATA 56K", "Generic data modem", "ACME", classes="0,1,2")
     try:
-        emu = VoiceModemEmulator("dataonly", link=str(tmp_path / "data0")).start()
-
-        async def body():
-            line = line_for(emu)
-            with pytest.raises(NotAVoiceModem, match="not a voice modem.*no class 8"):
-                await line.start()
-            assert line.state == "error"
-        try:
+        with voice_emulator(tmp_path, "dataonly", name="data0") as emu:
+            async def body():
+                line = line_for(emu)
+                with pytest.raises(NotAVoiceModem, match="not a voice modem.*no class 8"):
+                    await line.start()
+                assert line.state == "error"
             run(body())
-        finally:
-            emu.stop()
     finally:
         del PROFILES["dataonly"]
