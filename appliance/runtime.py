@@ -113,6 +113,8 @@ class ActiveCall:
     session: Any = None
     task: asyncio.Task | None = None
     outbound: bool = False
+    amd: bool | None = None  # answering-machine detection on this outbound call (None: as configured)
+    context: dict | None = None  # facts from the fleet's dial command, in call.started
     announced: bool = False  # call.started/answered already sent (before AMD on outbound calls)
 
 
@@ -475,10 +477,11 @@ class Runtime:
                 cfg = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, handoff_target=target))
         return cfg
 
-    def _start_session(self, runner: LineRunner, call, outbound: bool = False) -> ActiveCall:
+    def _start_session(self, runner: LineRunner, call, outbound: bool = False, amd: bool | None = None,
+                       context: dict | None = None) -> ActiveCall:
         from .agent.session import CallSession
 
-        ac = ActiveCall(call, runner.name, outbound=outbound)
+        ac = ActiveCall(call, runner.name, outbound=outbound, amd=amd, context=context)
         cfg = self._call_config(runner.cfg)
         ac.session = CallSession(
             call, cfg, emit=lambda t, d: self._call_event(ac, t, d), llm_client=self.llm_client
@@ -491,7 +494,7 @@ class Runtime:
     async def _run_call(self, ac: ActiveCall, cfg) -> None:
         call, session = ac.call, ac.session
         try:
-            if ac.outbound and cfg.detect.amd.enabled:
+            if ac.outbound and (cfg.detect.amd.enabled if ac.amd is None else ac.amd):
                 self._call_event(
                     ac,
                     "call.started",
@@ -560,6 +563,8 @@ class Runtime:
         data = {"line": ac.line, **data}
         st = self.stats
         if type_ == "call.started":
+            if ac.context:
+                data["context"] = ac.context
             st.call_started()
             log.info(
                 "call %s started: %s %s on line %s",
@@ -628,8 +633,11 @@ class Runtime:
             )
         )
 
-    async def dial(self, number: str, line: str | None = None, timeout_s: float = 60.0) -> dict:
-        """Place a call and run a session on it once answered. Returns when answered (or raises)."""
+    async def dial(self, number: str, line: str | None = None, timeout_s: float = 60.0, amd: bool | None = None,
+                   context: dict | None = None) -> dict:
+        """Place a call and run a session on it once answered. Returns when answered (or raises).
+        `amd`: run answering-machine detection (default: detect.amd.enabled); `context`: facts about
+        the call from the fleet, carried in its call.started event."""
         if self.stopping:
             raise LineError("the box is shutting down")
         runner = self._pick_line(line)
@@ -642,7 +650,7 @@ class Runtime:
             log.info("line %s: call to %s not answered: %s", runner.name, number, _describe(exc))
             self.publish("error", {"where": "dial", "line": runner.name, "error": _describe(exc)})
             raise
-        self._start_session(runner, call, outbound=True)
+        self._start_session(runner, call, outbound=True, amd=amd, context=context)
         return {"call_id": call.call_id, "line": runner.name, "remote": number}
 
     async def hangup(self, call_id: str | None = None, line: str | None = None) -> dict:
@@ -659,9 +667,18 @@ class Runtime:
             await _quietly(ac.call.hangup("hangup command"))
         return {"hung_up": [ac.call.call_id for ac in targets]}
 
-    async def reload(self) -> dict:
-        """Re-read the config file and apply it (rolling back if a line does not come up)."""
+    async def reload(self, drain: bool = False, drain_timeout_s: float = 600.0) -> dict:
+        """Re-read the config file and apply it (rolling back if a line does not come up). `drain`:
+        wait for the calls in progress to end first (at most `drain_timeout_s`)."""
         from .config import load
+
+        if drain:
+            deadline = time.monotonic() + drain_timeout_s
+            while self.calls and time.monotonic() < deadline and not self.stopping:
+                await asyncio.sleep(0.5)
+            if self.calls:
+                return {"status": "rejected",
+                        "problems": [f"{len(self.calls)} call(s) still in progress after {drain_timeout_s:.0f} s"]}
 
         if self.config_path is None:
             return {
@@ -686,7 +703,9 @@ class Runtime:
         report = await self.reload()
         log.info("SIGHUP: config %s %s", report["status"], "; ".join(report["problems"]))
 
-    async def fetch_models(self, names: list[str] | None = None) -> dict:
+    async def fetch_models(self, names: list[str] | None = None, verify: bool = False) -> dict:
+        """Fetch (and verify) models: by default every model the config uses. `verify`: re-hash
+        every file of the installed models as well (fetch trusts size + mtime stamps)."""
         from .speech.registry import ModelRegistry
 
         speech = self.cfg.speech
@@ -697,6 +716,8 @@ class Runtime:
             try:
                 path = await asyncio.to_thread(reg.fetch, name, False)
                 out[name] = {"ok": True, "path": str(path)}
+                if verify:
+                    out[name]["verify_s"] = (await asyncio.to_thread(reg.verify, name))["verify_s"]
             except ApplianceError as exc:
                 out[name] = {"ok": False, "error": str(exc)}
         ok = all(v["ok"] for v in out.values())
@@ -765,51 +786,16 @@ class Runtime:
         self.fleet = Fleet(cfg.fleet, cfg.device.id, self.version, self.state_dir, name=cfg.device.name)
         f = self.fleet
         f.set_health_provider(self.health)
+        # the standard commands with their documented argument schemas (fleet/commands.SCHEMAS)
         f.register_command(
             "dial",
-            lambda a: self.dial(a["number"], a.get("line"), float(a.get("timeout_s", 60))),
-            {
-                "type": "object",
-                "required": ["number"],
-                "additionalProperties": False,
-                "properties": {
-                    "number": {"type": "string", "minLength": 1, "maxLength": 256},
-                    "line": {"type": "string", "minLength": 1, "maxLength": 64},
-                    "timeout_s": {"type": "number", "minimum": 1, "maximum": 300},
-                },
-            },
+            lambda a: self.dial(
+                a["number"], a.get("line"), float(a.get("timeout_s", 60)), amd=a.get("amd"), context=a.get("context")
+            ),
         )
-        f.register_command(
-            "hangup",
-            lambda a: self.hangup(a.get("call_id"), a.get("line")),
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "call_id": {"type": "string", "minLength": 1, "maxLength": 256},
-                    "line": {"type": "string", "minLength": 1, "maxLength": 64},
-                },
-            },
-        )
-        f.register_command(
-            "reload", lambda a: self.reload(), {"type": "object", "additionalProperties": False}
-        )
-        f.register_command(
-            "models.fetch",
-            lambda a: self.fetch_models(a.get("names")),
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "names": {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": 16,
-                        "items": {"type": "string", "minLength": 1, "maxLength": 128},
-                    }
-                },
-            },
-        )
+        f.register_command("hangup", lambda a: self.hangup(a.get("call"), a.get("line")))
+        f.register_command("reload", lambda a: self.reload(drain=bool(a.get("drain"))))
+        f.register_command("models.fetch", lambda a: self.fetch_models(a.get("models"), bool(a.get("verify"))))
         f.on_config(self._remote_config, self.config_path or (self.state_dir / "config.yaml"))
         await f.start()
         log.info("fleet: MQTT %s:%d, topics under %s", cfg.fleet.host, cfg.fleet.port, f.root)

@@ -244,7 +244,7 @@ def test_remote_config_applies_and_rolls_back_when_a_line_cannot_come_up(tmp_pat
                     mq.command,
                     "appliance/rc/",
                     "models.fetch",
-                    {"names": ["silero-vad", "no-such-model"]},
+                    {"models": ["silero-vad", "no-such-model"], "verify": True},
                     60,
                 )
                 models = fetched["result"]["models"]

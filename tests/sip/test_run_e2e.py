@@ -115,7 +115,9 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
             assert "486" in json.dumps(closed) or "Busy" in json.dumps(closed), closed
             mq.wait(
                 lambda: any(
-                    c["state"] == "thinking" and c["turns"] == 1 for c in mq.on("/health")[-1]["calls"]
+                    # "thinking" can be shorter than a health interval: the reply may already be playing
+                    c["state"] in ("thinking", "speaking") and c["turns"] == 1
+                    for c in mq.on("/health")[-1]["calls"]
                 ),
                 60,
                 "the agent answering bob's question",
@@ -124,12 +126,15 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
             result = mq.command(
                 "appliance/e2e/",
                 "dial",
-                {"number": f"sip:carol@127.0.0.1:{carol.sip_port}", "line": "back", "timeout_s": 15},
+                {"number": f"sip:carol@127.0.0.1:{carol.sip_port}", "line": "back", "timeout_s": 15,
+                 "amd": True, "context": {"campaign": "reminders"}},
                 30,
             )
             assert result["ok"], result
             carol_call = result["result"]["call_id"]
             assert result["result"]["line"] == "back"
+            started = mq.wait_event("call.started", 5, lambda e: e["data"]["call_id"] == carol_call)["data"]
+            assert started["context"] == {"campaign": "reminders"}, started
             carol.wait_event("CALL_ESTABLISHED", 10)
             amd = mq.wait_event("amd.result", 20, lambda e: e["data"]["call_id"] == carol_call)["data"]
             assert amd["label"] == "human", amd
@@ -141,7 +146,7 @@ def test_baresip_calls_run_and_run_calls_baresip(tmp_path, baresip_factory):
             bob.command("hangup")
             ended = mq.wait_event("call.ended", 20, lambda e: e["data"]["call_id"] == bob_call)["data"]
             assert ended["cause"] == "remote hangup" and ended["turns"] >= 1, ended
-            hung = mq.command("appliance/e2e/", "hangup", {"call_id": carol_call}, 20)
+            hung = mq.command("appliance/e2e/", "hangup", {"call": carol_call}, 20)
             assert hung["ok"] and hung["result"]["hung_up"] == [carol_call], hung
             ended = mq.wait_event("call.ended", 20, lambda e: e["data"]["call_id"] == carol_call)["data"]
             assert ended["cause"] == "hangup command", ended
