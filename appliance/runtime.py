@@ -28,6 +28,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ApplianceError, ConfigError, LineError
+from .stats import percentiles
 
 log = logging.getLogger("appliance.runtime")
 
@@ -69,18 +70,6 @@ def main(args) -> int:
     return asyncio.run(runtime.serve())
 
 
-def percentiles(values) -> dict[str, float | None]:
-    vals = sorted(v for v in values if v is not None)
-    if not vals:
-        return {"p50": None, "p95": None}
-
-    def pick(q: float) -> float:
-        pos = (len(vals) - 1) * q
-        lo = int(pos)
-        hi = min(lo + 1, len(vals) - 1)
-        return round(vals[lo] + (vals[hi] - vals[lo]) * (pos - lo), 1)
-
-    return {"p50": pick(0.5), "p95": pick(0.95)}
 
 
 @dataclasses.dataclass
@@ -795,7 +784,8 @@ class Runtime:
         )
         f.register_command("hangup", lambda a: self.hangup(a.get("call"), a.get("line")))
         f.register_command("reload", lambda a: self.reload(drain=bool(a.get("drain"))))
-        f.register_command("models.fetch", lambda a: self.fetch_models(a.get("models"), bool(a.get("verify"))))
+        f.register_command("models.fetch",
+                           lambda a: self.fetch_models(a.get("models"), bool(a.get("verify"))))
         f.on_config(self._remote_config, self.config_path or (self.state_dir / "config.yaml"))
         await f.start()
         log.info("fleet: MQTT %s:%d, topics under %s", cfg.fleet.host, cfg.fleet.port, f.root)

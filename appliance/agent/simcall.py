@@ -12,9 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..lines.sim import SimLine, SimRecord
+from ..stats import percentiles  # noqa: F401  (the demo and the call benchmark import it from here)
 from . import engines
 from .session import CallSession
 
@@ -76,8 +75,3 @@ async def run_sim_call(cfg, *, script=None, line_cfg=None, emit=None, on_transcr
     return SimCallResult(session, call.record, call)
 
 
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None}
-    arr = np.asarray(values, dtype=float)
-    return {"p50": round(float(np.percentile(arr, 50)), 1), "p95": round(float(np.percentile(arr, 95)), 1)}

@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..stats import percentiles
+
 TARGETS = {"events_per_s": 500, "replay_events_per_s": 500, "connect_storm_s": 30.0}
 
 
@@ -28,8 +30,7 @@ def add_arguments(p) -> None:
 
 
 def _pct(values: list[float]) -> dict:
-    s = sorted(values)
-    return {"p50": round(s[len(s) // 2], 2), "p95": round(s[max(int(len(s) * 0.95) - 1, 0)], 2)} if s else {}
+    return percentiles(values, 2)
 
 
 def _cpu_s() -> float:

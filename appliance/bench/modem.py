@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..stats import percentiles
+
 BURST_MS = 40
 BURST_EVERY_S = 0.5
 THRESHOLD = 2000
@@ -46,10 +48,7 @@ def _tools() -> None:
 
 
 def _pct(values) -> dict:
-    if len(values) == 0:
-        return {"p50": None, "p95": None}
-    a = np.asarray(values, dtype=float)
-    return {"p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1)}
+    return percentiles(list(values))
 
 
 def _burst() -> np.ndarray:

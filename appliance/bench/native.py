@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from ..stats import percentiles
+
 TARGET_FRAME_US = 200.0
 TARGET_SPEEDUP = 20.0
 TONES = np.array([350.0, 440.0, 480.0, 620.0, 697.0, 941.0, 1000.0, 1400.0])
@@ -93,12 +95,12 @@ class _BytearrayRing:
 
 
 def _pct(values):
-    v = sorted(values)
-    return {"p50": round(statistics.median(v), 2), "p95": round(v[min(len(v) - 1, int(0.95 * len(v)))], 2)}
+    return percentiles(values, 2)
 
 
 def run(args) -> dict:
     import appliance.audio as audio
+
     from ..errors import ApplianceError
 
     if audio.compiled is None:

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..stats import percentiles
+
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 TONE_HZ = 1000.0
 BOX_HZ = 600.0
@@ -48,10 +50,7 @@ def _tool(name: str):
 
 
 def _pct(values) -> dict:
-    if not values:
-        return {"p50": None, "p95": None}
-    s = sorted(values)
-    return {"p50": round(s[len(s) // 2], 2), "p95": round(s[min(len(s) - 1, int(0.95 * len(s)))], 2)}
+    return percentiles(values, 2)
 
 
 def _line(peers, **kw):

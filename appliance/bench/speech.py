@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from ..stats import percentiles
+
 TARGETS = {"vad_ms_per_window": 1.0, "tts_first_audio_ms": 150.0, "stt_final_ms_p95": 300.0,
            "stt_wer": 0.10, "rss_mb": 600.0}
 
@@ -33,10 +35,7 @@ def add_arguments(p) -> None:
 
 
 def _pct(values) -> dict:
-    if not values:
-        return {"p50": None, "p95": None}
-    a = np.asarray(values, dtype=float)
-    return {"p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1)}
+    return percentiles(values)
 
 
 def _rss_mb() -> float:
