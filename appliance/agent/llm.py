@@ -67,6 +67,21 @@ class LlmFailure(Exception):
     """One attempt failed (timeout, 5xx, network)."""
 
 
+def _long_keepalive(openai):
+    """The client's HTTP connections kept open 60 s instead of the default 5 s: a call's turns come
+    seconds apart, and a new TLS connection to a remote endpoint costs 100-300 ms of first token.
+    None (the library's default client) if this version of `openai` does not allow it."""
+    try:
+        from openai._base_client import DEFAULT_CONNECTION_LIMITS as d
+
+        limits = type(d)(max_connections=d.max_connections, max_keepalive_connections=d.max_keepalive_connections,
+                         keepalive_expiry=60.0)
+        return openai.DefaultAsyncHttpxClient(limits=limits)
+    except Exception as exc:  # noqa: BLE001 - only an optimisation
+        log.debug("llm: default HTTP keep-alive (%s)", exc)
+        return None
+
+
 class LlmAgent:
     """One call's conversation with the model."""
 
@@ -87,13 +102,29 @@ class LlmAgent:
                 raise RuntimeError("the `openai` package is needed for llm: pip install openai") from exc
             self._client = openai.AsyncOpenAI(
                 base_url=self.cfg.base_url, api_key=secret(self.cfg.api_key_env) or "not-needed",
-                max_retries=0, timeout=self.cfg.timeout_ms / 1000.0 + 30.0)
+                max_retries=0, timeout=self.cfg.timeout_ms / 1000.0 + 30.0, http_client=_long_keepalive(openai))
         return self._client
 
     def prepare(self) -> None:
         """Import the client library and build the client now (blocking, ~1 s cold): on a call's
         first turn that would stall the event loop, and eat into the first-token budget."""
         self._get_client()
+
+    async def warm(self, timeout_s: float = 5.0) -> float | None:
+        """Open the connection to the endpoint now (`GET /models`), while the greeting plays, so the
+        caller's first turn does not pay for connecting, TLS and the client's first-request set-up.
+        Returns the time it took (ms), or None when the endpoint did not answer (the first turn then
+        connects as usual; a 404 still leaves the connection open)."""
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(self._get_client().models.list(), timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a warm-up never fails the call
+            log.debug("llm warm-up: %s", exc)
+            import openai
+
+            if not isinstance(exc, openai.APIStatusError):
+                return None
+        return (time.monotonic() - t0) * 1000.0
 
     async def aclose(self) -> None:
         if self._own_client and self._client is not None:

@@ -75,6 +75,8 @@ class LlmServer:
         self.tokens_per_s = tokens_per_s
         self.script: deque[Reply] = deque(script or [])
         self.requests: list[dict] = []
+        self.connections = 0        # TCP connections accepted (the client keeps them alive)
+        self.model_lists = 0        # GET /models requests
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,6 +140,7 @@ class LlmServer:
 
     # ---- HTTP -----------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:  # keep-alive: the openai client reuses connections
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -147,6 +150,7 @@ class LlmServer:
                            (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 if method == "GET" and path.rstrip("/").endswith("/models"):
+                    self.model_lists += 1
                     await self._send_json(writer, 200, {"object": "list", "data": [
                         {"id": "local-test", "object": "model", "created": 0, "owned_by": "local"}]})
                 elif method == "POST" and path.rstrip("/").endswith("/chat/completions"):

@@ -198,6 +198,7 @@ class CallSession:
         self._preroll: deque[tuple[np.ndarray, bool]] = deque()
         self._stt_stream = None
         self._spec_job: asyncio.Future | None = None
+        self._warm_task: asyncio.Task | None = None   # LlmAgent.warm, started with the call
         self._transcript_hint: str | None = None
         self._barge: BargeIn | None = None
         self._await_audio: Turn | None = None
@@ -284,6 +285,9 @@ class CallSession:
         self.emit("call.started", {"direction": call.direction, "remote": call.remote, "line": call.line.name})
         try:
             await self._prepare()
+            agent = getattr(self.dialogue, "agent", None)
+            if agent is not None:   # connect to the LLM endpoint while the greeting plays
+                self._warm_task = asyncio.create_task(agent.warm(), name="llm-warm")
             if call.direction == "inbound" and call.answered_at is None:
                 if call.ended.is_set():
                     raise _CallerGaveUp()
