@@ -223,6 +223,11 @@ def extract_text(text: str) -> str | None:
 
 # ---- the flow -------------------------------------------------------------------------------------
 
+def _copy(value):
+    """State values are immutable (specs, replies, strings, numbers) or flat dicts/lists of them."""
+    return value.copy() if isinstance(value, (dict, list)) else value
+
+
 class CallFlow:
     """One conversation through a call flow. Use `CallFlow.load(path)`; one instance per call."""
 
@@ -264,6 +269,18 @@ class CallFlow:
         return cls(spec, source)
 
     # conversation -------------------------------------------------------------------------------
+
+    # what reset() sets: the whole state of one conversation (see snapshot/restore)
+    _STATE = ("_task", "_slots", "_partial_digits", "_confirming", "_failures", "_ended", "_last_intent",
+              "_completed", "transcript")
+
+    def snapshot(self) -> dict:
+        """The conversation's state now, for `restore` (a speculative answer that is taken back)."""
+        return {k: _copy(getattr(self, k)) for k in self._STATE}
+
+    def restore(self, snap: dict) -> None:
+        for k in self._STATE:
+            setattr(self, k, _copy(snap[k]))
 
     def reset(self) -> None:
         """Start over (a new call)."""

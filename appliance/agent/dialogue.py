@@ -50,10 +50,20 @@ class LlmDialogue:
 
 class FlowDialogue:
     kind = "callflow"
-    can_speculate = False  # the flow's slots change as it answers: no undo (and it answers at once)
+    # A reply can be started during the caller's pause (its words known from the speculative
+    # transcript, its first clause synthesized) and taken back: the flow's state is restored.
+    can_speculate = True
 
     def __init__(self, flow):
         self.flow = flow
+
+    def mark(self):
+        """The flow's state now (see `rollback`)."""
+        return self.flow.snapshot()
+
+    def rollback(self, mark) -> None:
+        """Forget a speculative exchange: the flow's state as it was at `mark`."""
+        self.flow.restore(mark)
 
     def greeting(self) -> str:
         return self.flow.start().text

@@ -185,3 +185,20 @@ def test_unknown_key_missing_file_and_bad_yaml(tmp_path):
 
 def test_builtin_file_is_package_data():
     assert BUILTIN_PATH.is_file() and BUILTIN_PATH.parent.name == "data"
+
+
+def test_snapshot_restore_takes_a_speculative_answer_back():
+    """A reply started during the caller's pause and then taken back leaves no trace: the next
+    answer is what it would have been without it."""
+    flow, _ = converse(["Hi, I'd like to book an appointment for Tuesday"])
+    mark = flow.snapshot()
+    spec = flow.respond("my name is")                      # the caller had not finished
+    assert flow.transcript[-1][1] == spec.text
+    flow.restore(mark)
+    replay = flow.respond("my name is John Smith")
+    fresh, replies = converse(["Hi, I'd like to book an appointment for Tuesday", "my name is John Smith"])
+    assert replay.text == replies[-1].text and replay.slots == replies[-1].slots
+    assert flow.transcript == fresh.transcript and flow.summary() == fresh.summary()
+    # restoring twice from the same mark works (the mark is not aliased by the flow)
+    flow.restore(mark)
+    assert flow.respond("my name is John Smith").text == replies[-1].text
