@@ -173,6 +173,8 @@ class LineRunner:
             line = None
             try:
                 line = create_line(self.cfg)
+                if hasattr(line, "briefing_audio"):   # attended transfer: brief the human first
+                    line.briefing_audio = self.rt.briefing_audio
                 await line.start()
                 error = await self._wait_ready(line)
             except asyncio.CancelledError:
@@ -621,6 +623,14 @@ class Runtime:
                 for r in self.lines.values()
             )
         )
+
+    async def briefing_audio(self, text: str):
+        """What a line says to the human on an attended transfer's consultation call (the handoff
+        summary), spoken by the configured voice: PCM16 at 8 kHz."""
+        from .agent import engines
+
+        tts = await asyncio.to_thread(engines.get_tts, self.cfg.speech)
+        return await asyncio.to_thread(tts.synthesize_to_array, text, 8000)
 
     async def dial(self, number: str, line: str | None = None, timeout_s: float = 60.0, amd: bool | None = None,
                    context: dict | None = None) -> dict:

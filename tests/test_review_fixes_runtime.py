@@ -41,3 +41,37 @@ def test_health_gsm_figures_are_where_discovery_reads_them():
     assert health["gsm"]["signal_dbm"] == -71 and health["gsm"]["line"] == "cell"
     assert health["gsm"]["registration"] == "home"  # one word for the sensor, as the fleet simulator sends
     assert health["lines"]["cell2"]["signal_dbm"] == -95  # every line's own figures stay under lines
+
+
+def test_sip_lines_get_the_runtimes_voice_for_attended_transfer_briefings():
+    """`appliance run` hands its voice to SIP lines, so an attended transfer briefs the human on
+    the consultation call (the line had the hook, but nothing set it: no briefing was ever said)."""
+    import socket
+
+    from testutil import free_port
+
+    from appliance.lines.sip.config import SipLineConfig
+    from appliance.speech import corpus
+    from appliance.speech.stt import get_stt
+
+    async def scenario():
+        rt = Runtime(load(None), preload=False)
+        cfg = SipLineConfig(name="desk", listen=f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", transfer_attended=True)
+        runner = LineRunner(rt, cfg)
+        rt.lines[cfg.name] = runner
+        runner.start()
+        try:
+            for _ in range(100):
+                if runner.line is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert runner.line is not None, runner.detail
+            assert runner.line.briefing_audio == rt.briefing_audio
+            return await runner.line.briefing_audio("The caller wants to book an appointment on Tuesday.")
+        finally:
+            await runner.stop()
+
+    pcm = asyncio.run(scenario())
+    assert pcm.dtype.name == "int16" and len(pcm) > 8000
+    heard = corpus.words(get_stt().transcribe(pcm, 8000))
+    assert "appointment" in heard and "tuesday" in heard, heard
