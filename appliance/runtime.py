@@ -705,10 +705,11 @@ class Runtime:
     async def fetch_models(self, names: list[str] | None = None, verify: bool = False) -> dict:
         """Fetch (and verify) models: by default every model the config uses. `verify`: re-hash
         every file of the installed models as well (fetch trusts size + mtime stamps)."""
-        from .speech.registry import ModelRegistry
+        from .speech.registry import ModelRegistry, required_models
 
         speech = self.cfg.speech
-        names = names or [speech.stt.model, speech.tts.voice]
+        needed = required_models(speech)   # the VAD, the STT model and the voice
+        names = names or needed
         reg = ModelRegistry.from_config(speech)
         out: dict[str, dict] = {}
         for name in names:
@@ -720,7 +721,7 @@ class Runtime:
             except ApplianceError as exc:
                 out[name] = {"ok": False, "error": str(exc)}
         ok = all(v["ok"] for v in out.values())
-        if ok and set(names) >= {speech.stt.model, speech.tts.voice}:
+        if ok and set(names) >= set(needed):
             self.models_verified = True
         return {"models": out, "all_ok": ok}
 

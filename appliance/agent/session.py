@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -79,18 +80,16 @@ _PHRASES: dict[tuple[str, str], np.ndarray] = {}
 
 
 def _words(text: str) -> list[str]:
-    import re
-
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
 class _Spec:
     """A reply started ahead of the endpoint on a speculative transcript (see the module notes)."""
 
-    def __init__(self, text: str, turn: Turn, mark: int):
+    def __init__(self, text: str, turn: Turn, mark: Any):
         self.text = text
         self.turn = turn
-        self.mark = mark                          # dialogue history before the request
+        self.mark = mark                          # the dialogue's state before the request (its `mark()`)
         self.t0 = time.monotonic()                # LLM request sent
         self.first_token_ms: float | None = None
         self.events: asyncio.Queue[tuple[float, LlmEvent] | None] = asyncio.Queue()

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .normalize import _ONES as _NORM_ONES
+from .normalize import _TENS as _NORM_TENS
+from .normalize import normalize
+
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "speech"
 
 SENTENCES = [
@@ -60,20 +64,15 @@ def words(text: str) -> list[str]:
     digits, one word per digit. Whisper writes "one two three four" as "1-2-3-4" or "1234" and
     "twenty" as "20"; what a phone agent needs from either is the same digits, so both compare as
     1 2 3 4 (and "twenty" as 2 0)."""
-    from .normalize import normalize
-
     # Whisper writes "3:30 pm" as "330 PM": score it as the time it is
     text = re.sub(r"\b(\d{1,2})(\d{2})\s*([ap]\.?m\b)", r"\1:\2 \3", text, flags=re.I)
     t = normalize(text).lower().replace("-", " ")
     return _numbers_as_digits(re.findall(r"[a-z0-9']+", t))
 
 
-_ONES = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                                     "nine"])}
-_TEENS = {w: i + 10 for i, w in enumerate(["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
-                                           "sixteen", "seventeen", "eighteen", "nineteen"])}
-_TENS = {w: 10 * (i + 2) for i, w in enumerate(["twenty", "thirty", "forty", "fifty", "sixty", "seventy",
-                                                "eighty", "ninety"])}
+# the number words the TTS normaliser writes (normalize.number_words), read back
+_SMALL = {w: i for i, w in enumerate(_NORM_ONES)}              # zero .. nineteen
+_TENS = {w: 10 * i for i, w in enumerate(_NORM_TENS) if w}     # twenty .. ninety
 _SCALES = {"thousand": 1000, "million": 1000000}
 
 
@@ -90,14 +89,14 @@ def _numbers_as_digits(tokens: list[str]) -> list[str]:
         total, cur, last = 0, 0, None
 
     for tok in tokens:
-        if tok in _ONES:
+        if tok in _SMALL and _SMALL[tok] < 10:
             if last in ("ones", "teen"):
                 flush()
-            cur, last = cur + _ONES[tok], "ones"
-        elif tok in _TEENS or tok in _TENS:
+            cur, last = cur + _SMALL[tok], "ones"
+        elif tok in _SMALL or tok in _TENS:
             if last in ("ones", "teen", "tens"):
                 flush()
-            cur, last = cur + (_TEENS.get(tok) or _TENS[tok]), "teen" if tok in _TEENS else "tens"
+            cur, last = cur + (_SMALL.get(tok) or _TENS[tok]), "teen" if tok in _SMALL else "tens"
         elif tok == "hundred":
             cur, last = (cur or 1) * 100, "hundred"
         elif tok in _SCALES and last is not None:
