@@ -75,3 +75,14 @@ def test_sip_lines_get_the_runtimes_voice_for_attended_transfer_briefings():
     assert pcm.dtype.name == "int16" and len(pcm) > 8000
     heard = corpus.words(get_stt().transcribe(pcm, 8000))
     assert "appointment" in heard and "tuesday" in heard, heard
+
+
+def test_models_fetch_by_default_covers_every_model_the_config_uses():
+    """`cmd/models.fetch` without names: the VAD, the STT model and the voice (the VAD was left out)."""
+    from appliance.speech.registry import required_models
+
+    cfg = load(None)
+    rt = Runtime(cfg, preload=False)
+    result = asyncio.run(rt.fetch_models())
+    assert set(result["models"]) == set(required_models(cfg.speech)) >= {"silero-vad"}, result
+    assert result["all_ok"] and rt.models_verified
