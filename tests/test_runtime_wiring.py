@@ -1,5 +1,6 @@
-"""Review fix: the runtime's health report has the `gsm` figures where the fleet reads them
-(`gsm.signal_dbm`, `gsm.registration`: Home Assistant discovery and the fleet simulator)."""
+"""How `appliance run` wires its parts: the health report's `gsm` figures where the fleet reads
+them (`gsm.signal_dbm`, `gsm.registration`: Home Assistant discovery and the fleet simulator), the
+voice handed to SIP lines for attended-transfer briefings, the models `models.fetch` covers."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""Review fixes in the line layer: no Task per 20 ms frame in `Call.read_frame(timeout=...)`; a SIP
+"""The line layer: no Task per 20 ms frame in `Call.read_frame(timeout=...)`; a SIP
 request over TCP to a peer that cannot be reached fails at once with the cause (not a 408 after
 Timer B)."""
 from __future__ import annotations

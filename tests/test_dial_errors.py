@@ -1,4 +1,4 @@
-"""Review fix: a modem or GSM line refusing a number to dial says what it expected."""
+"""A modem or GSM line refusing a number to dial says what it expected."""
 from __future__ import annotations
 
 import asyncio
