@@ -54,6 +54,24 @@ def get_tts(speech_cfg):
     return _get(speech_cfg)
 
 
+# Clauses replies very often open with: kept in the voice's phrase cache, so such a reply starts
+# without waiting for synthesis (`Tts.prewarm`). English, like the bundled voice.
+OPENERS = (
+    "Sure,", "Sure.", "Of course,", "Of course.", "Certainly,", "Certainly.", "Absolutely,", "Okay,", "Okay.",
+    "Alright,", "Yes,", "Yes.", "No,", "No.", "Thanks,", "Thanks.", "Thank you,", "Thank you.",
+    "Thanks for calling,", "Thanks for waiting,", "Sorry,", "I'm sorry,", "Great,", "Great.", "Perfect,",
+    "Got it,", "Got it.", "I see,", "Understood,", "No problem,", "Right,", "Hello,", "Hi,", "Goodbye.",
+    "Let me check,", "Let me see,", "One moment,", "Good question,",
+)
+
+
+def prewarm_phrases(agent_cfg) -> list[str]:
+    """What a call will likely say word for word: its fixed lines and the common openers."""
+    from .llm import APOLOGY, FILLERS
+
+    return [agent_cfg.handoff_line, *FILLERS, APOLOGY, *OPENERS]
+
+
 def preload_semantic_endpointing(detect_cfg) -> None:
     """Load the smart-turn model now (blocking) rather than on a call's first pause."""
     if not detect_cfg.endpoint.semantic:

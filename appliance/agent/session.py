@@ -27,6 +27,7 @@ never delays the transcript of an interruption.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import threading
@@ -61,6 +62,7 @@ SHORT_TEXT_WAIT_MS = 400     # how long the agent stays paused for a short burst
 STT_FILLER = "Mm, one moment."  # said when the transcript of a turn is slow in coming
 RESUME_PROMPT_S = 4.0        # after an interruption with no turn following, invite the caller to go on
 SPEC_MIN_PAUSE_MS = 240      # a speculative reply starts only once the caller's pause is this long (a comma is shorter)
+SHORT_CLAUSE_WORDS = 3       # a reply's clause this short is kept in the phrase cache once said
 SPEC_RESUME_FRAMES = 3       # caller speech (undebounced) this many frames after a speculative start: drop it
 
 _STOP_WORDS = {
@@ -76,7 +78,16 @@ def asks_to_stop(text: str) -> bool:
     return any(w in _STOP_WORDS for w in re.findall(r"[a-z]+", text.lower()))
 
 
-_PHRASES: dict[tuple[str, str], np.ndarray] = {}
+def _log_failure(what: str):
+    def done(f) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            log.warning("%s failed: %s", what, f.exception())
+    return done
+
+
+def _short(text: str) -> bool:
+    """A clause short enough to keep in the phrase cache once said ("Of course,", "Got it.")."""
+    return len(text.split()) <= SHORT_CLAUSE_WORDS
 
 
 def _words(text: str) -> list[str]:
@@ -97,6 +108,7 @@ class _Spec:
         self.cancel = threading.Event()
         self.task: asyncio.Task | None = None
         self.resumed = 0                           # caller speech frames since it started
+        self.cached: set[str] = set()              # clauses whose audio came from the phrase cache
 
 
 class _CallOver(Exception):
@@ -130,6 +142,7 @@ class Turn:
     v2v: float | None = None
     first_audio_ms: float | None = None
     filler: bool = False
+    tts_cached: bool = False     # the reply's first clause came from the phrase cache (not in the event)
     interrupted: bool = False
     actions: list[str] = field(default_factory=list)
 
@@ -187,7 +200,9 @@ class CallSession:
         self._caller_run_ms = 0.0
         self._quiet_ms = 0.0
         self._raw_quiet_ms = 0.0
+        self._raw_run = 0                # frames of (undebounced) caller speech in a row
         self._undecoded_speech = False   # caller speech since the last speculative decode was asked for
+        self._spec_stop: threading.Event | None = None   # set to make the running speculative decode give up
         self._vad_threshold = 0.5
         self._collecting = False
         self._turn: Turn | None = None
@@ -212,6 +227,8 @@ class CallSession:
         self.spec_started = 0        # speculative replies started ahead of the endpoint
         self.spec_used = 0           # ... that became the answer
         self.spec_wasted = 0         # ... cancelled (the caller went on, or the final words differed)
+        self.stt_abandoned = 0       # speculative decodes told to give up: the caller went on speaking
+        self.tts_cached_pieces = 0   # reply pieces spoken from the voice's phrase cache (no synthesis)
         self.starved_frames = 0      # playout pacing misses, summed over the call's replies
         self.tts_gap_ms = 0.0        # mid-reply waits for TTS, summed
 
@@ -260,22 +277,16 @@ class CallSession:
             self.dialogue = FlowDialogue(flow)
         # the greeting is known before the call is answered: have its audio ready
         self._greeting = self.dialogue.greeting()
-        await loop.run_in_executor(self._tts_pool, self._cache_phrase, self._greeting)
+        await loop.run_in_executor(self._tts_pool, self.tts.phrase, self._greeting, 8000)
+        # the fixed lines and common opening clauses into the voice's phrase cache, once per
+        # process, in the background (a no-op when done)
+        fut = loop.run_in_executor(None, self.tts.prewarm, engines.prewarm_phrases(self.acfg))
+        fut.add_done_callback(_log_failure("phrase prewarm"))
         if self._record:
             from .recording import CallRecorder
             self._recorder = CallRecorder(cfg.recording, self.call.call_id, {
                 "call_id": self.call.call_id, "direction": self.call.direction, "remote": self.call.remote,
                 "line": self.call.line.name, "started": time.time()})
-
-    def _cache_phrase(self, text: str) -> np.ndarray:
-        """Audio of a fixed phrase (greeting, filler, handoff line), synthesized once per process."""
-        key = (getattr(self.tts, "name", "?"), text)
-        pcm = _PHRASES.get(key)
-        if pcm is None:
-            pcm = np.asarray(self.tts.synthesize_to_array(text, sample_rate=8000), dtype=np.int16)
-            if len(_PHRASES) < 64:
-                _PHRASES[key] = pcm
-        return pcm
 
     # ---- the call -----------------------------------------------------------------------------
     async def run(self) -> CallSession:
@@ -431,6 +442,13 @@ class CallSession:
 
     def _track_caller(self, caller: bool, raw: bool, t: float, clean: np.ndarray) -> None:
         self._raw_quiet_ms = 0.0 if raw else self._raw_quiet_ms + FRAME_MS
+        self._raw_run = self._raw_run + 1 if raw else 0
+        if (self._raw_run >= SPEC_RESUME_FRAMES and self._spec_stop is not None and self._barge is None
+                and not self._spec_stop.is_set()):
+            # the caller went on after the pause being decoded: that decode is stale; let it give
+            # up, so the decode of the next pause does not queue behind it
+            self._spec_stop.set()
+            self.stt_abandoned += 1
         if self._spec_waiting is not None:
             if raw:
                 self._spec_waiting = None
@@ -502,6 +520,9 @@ class CallSession:
 
     def _submit_stt(self, frames: list[np.ndarray], then: str | None) -> asyncio.Future:
         stream = self._stt_stream
+        stop = None
+        if then == "partial":
+            stop = self._spec_stop = threading.Event()
 
         def job():
             t0 = time.perf_counter()
@@ -511,7 +532,7 @@ class CallSession:
             decodes = getattr(stream, "decodes", 0)
             text = None
             if then == "partial":
-                text = stream.partial()
+                text = stream.partial(stop)
             elif then == "final":
                 text = stream.finalize()
             if log.isEnabledFor(logging.DEBUG):
@@ -527,6 +548,8 @@ class CallSession:
             def done(f: asyncio.Future) -> None:
                 if self._spec_job is f:
                     self._spec_job = None
+                if self._spec_stop is stop:
+                    self._spec_stop = None
                 if f.cancelled() or f.exception() is not None:
                     return
                 text = f.result() or ""
@@ -574,7 +597,7 @@ class CallSession:
         first_piece = False
 
         def hold(piece: str) -> None:
-            spec.audio[piece] = self._loop.run_in_executor(self._tts_pool, self._synth_held, piece, spec.cancel)
+            spec.audio[piece] = self._loop.run_in_executor(self._tts_pool, self._synth_held, piece, spec)
 
         gen = self.dialogue.respond(spec.text)
         try:
@@ -597,8 +620,9 @@ class CallSession:
             await gen.aclose()
             spec.events.put_nowait(None)
 
-    def _synth_held(self, text: str, cancel: threading.Event) -> np.ndarray | None:
+    def _synth_held(self, text: str, spec: _Spec) -> np.ndarray | None:
         """TTS worker: one clause into memory (None if the speculation was dropped meanwhile)."""
+        cancel = spec.cancel
         parts: list[np.ndarray] = []
 
         def on_audio(pcm) -> bool:
@@ -609,8 +633,13 @@ class CallSession:
 
         if cancel.is_set():
             return None
+        pcm = self.tts.cached(text, 8000)
+        if pcm is not None:
+            self.tts_cached_pieces += 1
+            spec.cached.add(text)
+            return pcm
         t0 = time.perf_counter()
-        self.tts.synthesize(text, on_audio, 8000)
+        self.tts.synthesize(text, on_audio, 8000, keep=_short(text))
         if cancel.is_set():
             return None
         log.debug("call %s: held clause %r synthesized in %.0f ms", self.call.call_id, text,
@@ -913,7 +942,8 @@ class CallSession:
         else:
             t0 = time.monotonic()
             events = self.dialogue.respond(turn.user_text)
-        sp, actions = await self._speak(events, turn, t0, held=spec.audio if spec is not None else None)
+        sp, actions = await self._speak(events, turn, t0, held=spec.audio if spec is not None else None,
+                                        held_cached=spec.cached if spec is not None else frozenset())
         turn.reply_text = sp.full_text
         for name, args in actions:
             turn.actions.append(name)
@@ -932,10 +962,11 @@ class CallSession:
                     log.warning("send_dtmf(%r) failed: %s", digits, exc)
 
     async def _speak(self, events, turn: Turn | None, t0: float | None = None, whole: bool = False,
-                     held: dict[str, asyncio.Future] | None = None):
+                     held: dict[str, asyncio.Future] | None = None, held_cached: set[str] | frozenset = frozenset()):
         """Stream text events through the chunker and TTS to the line. Returns (speaker, actions).
         `whole`: the text is a fixed phrase, spoken in one piece from the phrase cache. `held`:
-        pieces already synthesized (or being synthesized) by a speculative reply."""
+        pieces already synthesized (or being synthesized) by a speculative reply; `held_cached`: those of
+        them that came from the phrase cache."""
         loop = self._loop
         sp = Speaker(self.call)
         self.speaker = sp
@@ -977,14 +1008,25 @@ class CallSession:
                     if cancel.is_set():
                         break
                     if pcm is not None:
+                        if text in held_cached and turn is not None and turn.tts_first_audio is None:
+                            turn.tts_cached = True
                         set_tts_first((time.monotonic() - piece_t0) * 1000.0)
                         sp.add_audio(pcm)
                         sp.end_piece()
                         continue
                 if fixed:
-                    pcm = await loop.run_in_executor(self._tts_pool, self._cache_phrase, text)
+                    pcm = await loop.run_in_executor(self._tts_pool, self.tts.phrase, text, 8000)
                     if cancel.is_set():
                         break
+                    set_tts_first((time.monotonic() - piece_t0) * 1000.0)
+                    sp.add_audio(pcm)
+                    sp.end_piece()
+                    continue
+                pcm = self.tts.cached(text, 8000)
+                if pcm is not None:
+                    self.tts_cached_pieces += 1
+                    if turn is not None and turn.tts_first_audio is None:
+                        turn.tts_cached = True
                     set_tts_first((time.monotonic() - piece_t0) * 1000.0)
                     sp.add_audio(pcm)
                     sp.end_piece()
@@ -1001,7 +1043,8 @@ class CallSession:
                     loop.call_soon_threadsafe(sp.add_audio, np.array(pcm, dtype=np.int16))
                     return True
 
-                await loop.run_in_executor(self._tts_pool, self.tts.synthesize, text, on_audio, 8000)
+                await loop.run_in_executor(self._tts_pool, functools.partial(
+                    self.tts.synthesize, text, on_audio, 8000, keep=_short(text)))
                 sp.end_piece()
             sp.finish()
 

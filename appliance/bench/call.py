@@ -46,6 +46,8 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="inference threads per STT decode / TTS synthesis (default: 1 with 2+ calls, as concurrent "
                         "calls already fill the cores; else the configured ones)")
+    p.add_argument("--no-phrase-cache", action="store_true",
+                   help="synthesize every clause (the baseline for the voice's phrase cache)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -97,6 +99,10 @@ async def _run(args) -> dict[str, Any]:
             agent=dataclasses.replace(base.agent, greeting="Hello, how can I help?", handoff_target="+15550199"),
             recording=dataclasses.replace(base.recording, enabled=False),
             llm=LLMConfig(base_url=server.base_url, model="local-test", api_key_env=None))
+        if args.no_phrase_cache:
+            tts.phrase_cache_size = 0
+        else:   # as `appliance run` does with its first call: fixed lines and common openers
+            await loop.run_in_executor(None, tts.prewarm, engines.prewarm_phrases(cfg.agent))
         _say(args, f"bench call: {args.calls} concurrent call(s), LLM TTFT {args.llm_ttft_ms:.0f} ms, "
                    f"{args.tokens_per_s:.0f} tokens/s (calls run in real time, ~40 s)")
         t0 = time.monotonic()
@@ -131,7 +137,7 @@ def _call_figures(res) -> dict[str, Any]:
                       "session_v2v": None if t.v2v is None else round(t.v2v, 1),
                       "endpoint": t.endpoint, "stt": t.stt, "llm_first_token": t.llm_first_token,
                       "tts_first_audio": t.tts_first_audio, "endpoint_reason": t.endpoint_reason,
-                      "filler": t.filler})
+                      "filler": t.filler, "tts_cached": t.tts_cached})
     stops = [b for b in rec.barge_in_stops() if b["label"] == "interrupt"]
     # any pause or stop whose onset is not inside (or just after) a caller utterance was echo or noise
     spans = [(u.start_ms - 200, (u.end_ms or u.start_ms) + 400) for u in rec.utterances]
@@ -143,7 +149,8 @@ def _call_figures(res) -> dict[str, Any]:
             "underruns": res.call.playout_underruns + s.starved_frames, "line_underruns": res.call.playout_underruns,
             "pacing_misses": s.starved_frames, "tts_gap_ms": round(s.tts_gap_ms), "clock_slips": rec.clock_slips,
             "end": s.end_reason, "barge_ins": [(b.outcome, b.why) for b in s.barge_ins],
-            "speculative": {"started": s.spec_started, "used": s.spec_used, "wasted": s.spec_wasted}}
+            "speculative": {"started": s.spec_started, "used": s.spec_used, "wasted": s.spec_wasted,
+                            "stt_abandoned": s.stt_abandoned}}
 
 
 def _summarize(args, results, wall: float, cpu_s: float, load_avg: float) -> dict[str, Any]:
@@ -170,13 +177,18 @@ def _summarize(args, results, wall: float, cpu_s: float, load_avg: float) -> dic
         "tokens_per_s": args.tokens_per_s,
         "turns": len(turns),
         "filler_turns": sum(1 for t in turns if t["filler"]),   # first audio was a filler (slow STT or LLM)
+        # replies whose first clause came from the voice's phrase cache (no synthesis wait)
+        "first_clause_cached": sum(1 for t in turns if t["tts_cached"]),
+        "phrase_cache": not args.no_phrase_cache,
         "stages_ms": stage,
         "missed_barge_ins": sum(c["missed_barge_ins"] for c in calls),
         "tts_gap_ms": sum(c["tts_gap_ms"] for c in calls),
         "clock_slips": sum(c["clock_slips"] for c in calls),
         # replies started ahead of the endpoint on a speculative transcript: used as the answer, or
-        # wasted (LLM request and first-clause synthesis cancelled: the caller went on, words differed)
-        "speculative": {k: sum(c["speculative"][k] for c in calls) for k in ("started", "used", "wasted")},
+        # wasted (LLM request and first-clause synthesis cancelled: the caller went on, words differed);
+        # stt_abandoned: speculative decodes of a pause given up because the caller went on speaking
+        "speculative": {k: sum(c["speculative"][k] for c in calls)
+                        for k in ("started", "used", "wasted", "stt_abandoned")},
         "completed_calls": sum(1 for c in calls if c["end"] == "done" or c["end"] == "caller said goodbye"),
         "errors": errors,
         "cpu_pct": round(100.0 * cpu_s / max(wall, 1e-6), 1),
@@ -216,7 +228,10 @@ def report(r: dict[str, Any]) -> str:
         f"[target P95 <= {TARGETS['barge_in_stop_p95_ms']:.0f}: {ok[r['meets']['barge_in_stop_p95']]}]"
         + (f"; {r['missed_barge_ins']} not stopped" if r["missed_barge_ins"] else ""),
         f"  speculative replies (started ahead of the endpoint): {r['speculative']['started']} started, "
-        f"{r['speculative']['used']} used, {r['speculative']['wasted']} wasted",
+        f"{r['speculative']['used']} used, {r['speculative']['wasted']} wasted; speculative decodes given up "
+        f"(the caller went on) {r['speculative']['stt_abandoned']}",
+        f"  first clause from the phrase cache: {r['first_clause_cached']} of {r['turns']} replies"
+        + ("" if r["phrase_cache"] else " (phrase cache off)"),
         f"  false barge-ins on echo-only audio: {r['false_barge_ins']}  [target 0: {ok[r['meets']['false_barge_ins']]}]",
         f"  underruns: {r['underruns']}  [target 0: {ok[r['meets']['underruns']]}]; mid-reply waits for TTS "
         f"{r['tts_gap_ms']} ms in all; clock slips {r['clock_slips']}",

@@ -44,7 +44,7 @@ class _Candidate(SegmentEngine):
         self.vad_config = vad_config
         self._lock = threading.Lock()
 
-    def _decode(self, samples16k: np.ndarray) -> str:
+    def _decode(self, samples16k: np.ndarray, stop: threading.Event | None = None) -> str:
         with self._lock:
             return self._decode_locked(samples16k)
 

@@ -87,13 +87,17 @@ class SegmentEngine(SttEngine):
     vad_config = None
     MIN_SAMPLES = 1600    # < 0.1 s at 16 kHz: nothing to say (and Whisper would invent text)
 
-    def decode16k(self, samples16k: np.ndarray) -> str:
-        """Decode float32 16 kHz samples of one utterance ("" for less than 0.1 s)."""
+    def decode16k(self, samples16k: np.ndarray, stop: threading.Event | None = None) -> str | None:
+        """Decode float32 16 kHz samples of one utterance ("" for less than 0.1 s). None when
+        `stop` was set before the decode finished: an engine that can, gives up part-way (the
+        caller went on speaking, so the result would be stale)."""
         if len(samples16k) < self.MIN_SAMPLES:
             return ""
-        return self._decode(np.asarray(samples16k, np.float32))
+        if stop is not None and stop.is_set():
+            return None
+        return self._decode(np.asarray(samples16k, np.float32), stop)
 
-    def _decode(self, samples16k: np.ndarray) -> str:
+    def _decode(self, samples16k: np.ndarray, stop: threading.Event | None = None) -> str | None:
         raise NotImplementedError
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int = LINE_RATE) -> str:
@@ -131,7 +135,7 @@ class WhisperEngine(SegmentEngine):
         self._rec = recognizer
         self.vad_config = vad_config
 
-    def _decode(self, samples16k: np.ndarray) -> str:
+    def _decode(self, samples16k: np.ndarray, stop: threading.Event | None = None) -> str:
         s = self._rec.create_stream()
         s.accept_waveform(16000, samples16k)
         self._rec.decode_stream(s)   # concurrent decodes are safe: see the module notes
@@ -191,6 +195,7 @@ class WhisperStream(SttStream):
         self._spec: tuple[float, str] | None = None   # (speech end ms covered, text) of the open segment
         self.last_decode_ms = 0.0                # wall time of the last decode (for benchmarks)
         self.decodes = 0
+        self.abandoned = 0                       # speculative decodes given up (stop was set)
         self._last_sure_ms = 0.0                 # end of the last window with p >= SURE_SPEECH
         self._pause_from: float | None = None    # speech_end of the open segment's current pause
 
@@ -233,10 +238,13 @@ class WhisperStream(SttStream):
         stop = int((max(end_ms, self._last_sure_ms) + self._PAD_MS - self._base_ms) * 16)
         return _f32(audio[:max(0, stop)])
 
-    def _decode_open(self, end_ms: float) -> str:
+    def _decode_open(self, end_ms: float, stop: threading.Event | None = None) -> str | None:
         t0 = time.perf_counter()
-        text = self.engine.decode16k(self._segment_audio(end_ms))
+        text = self.engine.decode16k(self._segment_audio(end_ms), stop)
         self.last_decode_ms = (time.perf_counter() - t0) * 1000
+        if text is None:
+            self.abandoned += 1
+            return None
         self.decodes += 1
         return text
 
@@ -264,12 +272,16 @@ class WhisperStream(SttStream):
             return 0.0
         return self._vad.time_ms - self._last_sure_ms
 
-    def partial(self) -> str:
-        """Fixed segments plus a speculative decode of the open one (reused if nothing new)."""
+    def partial(self, stop: threading.Event | None = None) -> str | None:
+        """Fixed segments plus a speculative decode of the open one (reused if nothing new).
+        None if `stop` was set meanwhile and the engine gave up (nothing is kept then)."""
         if self._seg_start_ms is not None:
             end = self._open_speech_end_ms()
             if self._spec is None or self._spec[0] < end - 1:
-                self._spec = (end, self._decode_open(end))
+                text = self._decode_open(end, stop)
+                if text is None:
+                    return None
+                self._spec = (end, text)
             return " ".join(t for t in [*self._texts, self._spec[1]] if t)
         return " ".join(self._texts)
 

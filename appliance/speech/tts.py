@@ -7,14 +7,20 @@ time, handing int16 audio at the requested rate (resampled with the native speex
 `on_audio` as soon as each sentence exists. `on_audio` returning False, or `cancel` being set,
 stops at once: sherpa-onnx's per-sentence callback returns 0 and no further audio is delivered.
 
-Thread safety: one `OfflineTts` is shared by all calls; `generate` runs under a lock, taken per
-sentence, so concurrent calls interleave sentence by sentence instead of one long reply blocking
-another. sherpa-onnx releases the GIL while it computes.
+Thread safety: one `OfflineTts` is shared by all calls, and calls synthesize at the same time:
+sherpa-onnx's synthesis is thread safe and releases the GIL (a lock around it, in earlier
+versions, made a second call's first clause wait for the first call's: 193 vs 444 ms measured in
+`appliance bench call`); phonemizing (espeak-ng, global state) has its own lock in `piper.py`.
+
+Phrase cache (`phrase`, `cached`, `prewarm`): audio of the greeting, fillers, the handoff line and
+short opening clauses is kept (LRU, `PHRASE_CACHE_SIZE`), so a reply that starts with "Sure," does
+not wait for the voice. Each text's lead-in silence (~30-50 ms in Piper's output) is trimmed.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -24,6 +30,8 @@ from .config import SpeechConfig
 from .normalize import normalize, split_sentences
 
 OnAudio = Callable[[np.ndarray], bool]
+PHRASE_CACHE_SIZE = 256   # phrases kept (8 kHz: ~16 KB per second of speech)
+LEAD_SILENCE = 32      # |sample| at or below this before a text's first sound is silence (trimmed)
 
 
 class Tts:
@@ -38,21 +46,52 @@ class Tts:
         self._espeak_voice = espeak_voice
         self.speed = speed
         self.chunk_ms = chunk_ms
-        self._lock = threading.Lock()
+        # phrase cache: audio of fixed phrases and short clauses, reused instead of synthesized
+        self._phrases: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._phrases_lock = threading.Lock()
+        self.phrase_cache_size = PHRASE_CACHE_SIZE   # 0: no phrase cache
+        self._prewarm_lock = threading.Lock()
+        self.phrase_hits = 0
+        self.phrase_misses = 0
 
     def synthesize(self, text: str, on_audio: OnAudio, sample_rate: int = 8000,
-                   cancel: threading.Event | None = None, speed: float | None = None) -> bool:
+                   cancel: threading.Event | None = None, speed: float | None = None,
+                   use_cache: bool = False, keep: bool = False) -> bool:
         """Speak `text`, streaming int16 audio at `sample_rate` to `on_audio` in chunks of
         `chunk_ms` as each sentence is generated. Returns False if cancelled (on_audio returned
         False or `cancel` was set), True when all text was spoken. `speed` overrides the
-        configured speaking rate for this call."""
+        configured speaking rate for this call. `use_cache`: audio of the phrase cache is handed
+        over if `text` is there; `keep`: the finished audio goes into the cache."""
+        chunk = max(1, sample_rate * self.chunk_ms // 1000)
+        if use_cache and speed is None:
+            pcm = self.cached(text, sample_rate)
+            if pcm is not None:
+                for i in range(0, len(pcm), chunk):
+                    if (cancel is not None and cancel.is_set()) or on_audio(pcm[i:i + chunk]) is False:
+                        return False
+                return True
+        if keep and speed is None:
+            parts: list[np.ndarray] = []
+            outer = on_audio
+
+            def on_audio(a: np.ndarray) -> bool:   # noqa: F811 - the caller's, plus a copy kept
+                parts.append(np.array(a, dtype=np.int16))
+                return outer(a)
+
+            done = self._synthesize(text, on_audio, sample_rate, cancel, speed, chunk)
+            if done:
+                self._keep(text, sample_rate, np.concatenate(parts) if parts else np.zeros(0, np.int16))
+            return done
+        return self._synthesize(text, on_audio, sample_rate, cancel, speed, chunk)
+
+    def _synthesize(self, text: str, on_audio: OnAudio, sample_rate: int, cancel: threading.Event | None,
+                    speed: float | None, chunk: int) -> bool:
         import sherpa_onnx
 
         from ..audio import Resampler
         from .piper import phonemize
 
         resampler = Resampler(self.voice_sample_rate, sample_rate) if sample_rate != self.voice_sample_rate else None
-        chunk = max(1, sample_rate * self.chunk_ms // 1000)
         state = {"cancelled": False}
 
         def deliver(pcm16: np.ndarray) -> bool:
@@ -62,6 +101,8 @@ class Tts:
                     return False
             return True
 
+        lead = {"on": True}
+
         def callback(samples, _progress) -> int:
             if state["cancelled"] or (cancel is not None and cancel.is_set()):
                 state["cancelled"] = True
@@ -69,6 +110,14 @@ class Tts:
             pcm = _to_int16(np.asarray(samples, dtype=np.float32))
             if resampler is not None:
                 pcm = resampler.process(pcm)
+            if lead["on"]:
+                # the voice starts each text with ~30-50 ms of near silence: the caller would wait
+                # for it, so it goes (10 ms are kept, not to start on a click)
+                loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LEAD_SILENCE)
+                if not len(loud):
+                    return 1
+                lead["on"] = False
+                pcm = pcm[max(0, int(loud[0]) - sample_rate // 100):]
             return 1 if deliver(pcm) else 0
 
         for sentence in split_sentences(normalize(text)):
@@ -80,8 +129,9 @@ class Tts:
             gen = sherpa_onnx.GenerationConfig()
             gen.phoneme_codepoints = codepoints
             gen.speed = speed or self.speed
-            with self._lock:
-                self._tts.generate(sentence, gen, callback)
+            # no lock: sherpa-onnx's synthesis is thread safe (phonemes are made above, under
+            # their own lock); calls speak at once (tests/speech/test_tts.py checks the words)
+            self._tts.generate(sentence, gen, callback)
             if state["cancelled"]:
                 return False
         if resampler is not None and not state["cancelled"]:
@@ -89,6 +139,51 @@ class Tts:
             if len(tail) and not deliver(tail):
                 return False
         return not state["cancelled"]
+
+    # ---- phrase cache ---------------------------------------------------------------------------
+    def cached(self, text: str, sample_rate: int = 8000) -> np.ndarray | None:
+        """The cached audio of `text` (at the voice's configured speed), or None."""
+        key = (text.strip(), sample_rate)
+        with self._phrases_lock:
+            pcm = self._phrases.get(key)
+            if pcm is None:
+                self.phrase_misses += 1
+                return None
+            self._phrases.move_to_end(key)
+            self.phrase_hits += 1
+            return pcm
+
+    def phrase(self, text: str, sample_rate: int = 8000) -> np.ndarray:
+        """Audio of `text` from the phrase cache, synthesized (and kept) on first use. For the
+        greeting, fillers, the handoff line and short opening clauses ("Sure,", "Thanks,"), which
+        calls say again and again: a reply can start without waiting for the voice."""
+        pcm = self.cached(text, sample_rate)
+        if pcm is None:
+            pcm = self.synthesize_to_array(text, sample_rate)
+            self._keep(text, sample_rate, pcm)
+        return pcm
+
+    def prewarm(self, texts, sample_rate: int = 8000) -> int:
+        """Synthesize into the cache every text of `texts` not in it yet; returns how many were
+        made. One prewarm at a time (calls starting together share the work)."""
+        made = 0
+        with self._prewarm_lock:
+            for text in texts:
+                key = (text.strip(), sample_rate)
+                with self._phrases_lock:
+                    if key in self._phrases:
+                        continue
+                self._keep(text, sample_rate, self.synthesize_to_array(text, sample_rate))
+                made += 1
+        return made
+
+    def _keep(self, text: str, sample_rate: int, pcm: np.ndarray) -> None:
+        pcm = np.asarray(pcm, dtype=np.int16)
+        pcm.setflags(write=False)
+        with self._phrases_lock:
+            self._phrases[(text.strip(), sample_rate)] = pcm
+            while len(self._phrases) > self.phrase_cache_size:
+                self._phrases.popitem(last=False)
 
     def synthesize_to_array(self, text: str, sample_rate: int = 8000, speed: float | None = None) -> np.ndarray:
         """All of `text` as one int16 array at `sample_rate`."""

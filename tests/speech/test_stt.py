@@ -2,6 +2,8 @@
 stream, and the streaming transducer where such a model is installed."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,36 @@ def test_stream_partial_then_finalize_reuses_the_speculative_decode(stt, real_ut
     final = s.finalize()
     assert final == partial and s.decodes == 0     # reset after finalize; no decode was needed
     assert decodes == 1
+
+
+class _SetAfter(threading.Event):
+    """An event that reads as set from its `n`-th look on: the caller resuming mid-decode."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.looks, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.n or super().is_set()
+
+
+def test_a_stale_speculative_decode_gives_up_and_keeps_nothing(stt, real_utts):
+    u = real_utts["The quick brown fox jumps over the lazy dog."]
+    s = stt.stream()
+    end = int((u.speech_ms[1] + 400) * 8)
+    for i in range(0, end, 160):
+        s.accept(u.pcm[i:i + 160])
+    gone = threading.Event()
+    gone.set()
+    assert s.partial(gone) is None and s.abandoned == 1 and not s.ready
+    # set while the encoder ran: whisper-ct2 gives up before the decoder (the 2nd look)
+    late = _SetAfter(2)
+    assert s.partial(late) is None and late.looks == 2 and s.abandoned == 2 and not s.ready
+    # nothing stale was kept: the next look decodes, and the final transcript reuses that
+    partial = s.partial()
+    assert "fox" in corpus.words(partial) and s.decodes == 1 and s.ready
+    assert s.finalize() == partial
 
 
 def test_two_segments_and_silence(stt):

@@ -76,3 +76,67 @@ def test_cancel_event_mid_sentence_stops_within_one_callback(tts):
     assert delivered_after == []
     one = len(tts.synthesize_to_array(text.split(". ")[0] + ".", 8000))
     assert sum(chunks) < 2 * one             # stopped in the first sentence or the next, not after 8
+
+
+def test_text_starts_with_sound_not_the_voices_lead_in_silence(tts):
+    """Piper begins every text with ~30-50 ms of near silence, which the caller would wait through
+    before the first word: it is trimmed to 10 ms."""
+    for text in ("Thanks,", "Yes,", "We're closed on Sundays,"):
+        audio = tts.synthesize_to_array(text, 8000).astype(np.int32)
+        first = int(np.flatnonzero(np.abs(audio) > 32)[0])
+        assert first <= 80, (text, first)          # <= 10 ms at 8 kHz
+
+
+def test_calls_speak_at_once_and_every_voice_stays_intelligible(tts, stt):
+    """No lock around synthesis: several calls synthesize in parallel threads, and every result is
+    still the words asked for (a shared-state race would garble or mix them)."""
+    texts = ["Your appointment is on Tuesday morning.", "We are closed on Sundays.",
+             "Please hold while I transfer you.", "The parcel will arrive on Friday."]
+    out: list = [None] * len(texts)
+    start = threading.Barrier(len(texts))
+
+    def speak(i: int) -> None:
+        start.wait()
+        out[i] = tts.synthesize_to_array(texts[i], 8000)
+
+    threads = [threading.Thread(target=speak, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for text, audio in zip(texts, out, strict=True):
+        assert audio is not None and 1.0 < len(audio) / 8000 < 5.0, text
+        heard = stt.transcribe(np.concatenate((audio, np.zeros(4000, np.int16))), 8000)
+        errors, n = corpus.wer(text, heard)
+        assert errors <= 1, (text, heard)
+
+
+def test_phrase_cache_serves_said_phrases_without_synthesis(tts):
+    """Fixed lines and short clauses are synthesized once and then handed over from memory; a
+    cancelled synthesis is not kept; the oldest phrase goes when the cache is full."""
+    size = tts.phrase_cache_size
+    try:
+        hello = tts.phrase("Hello there.", 8000)
+        assert len(hello) > 2000 and tts.phrase("Hello there.", 8000) is hello
+        assert tts.cached("Hello there.", 8000) is hello and tts.cached("Hello there.", 16000) is None
+        # synthesize(use_cache) streams the cached audio in chunks, the same samples
+        got: list = []
+        assert tts.synthesize("Hello there.", lambda a: got.append(a.copy()) or True, 8000, use_cache=True)
+        assert np.array_equal(np.concatenate(got), hello) and max(map(len, got)) <= 8000 * tts.chunk_ms // 1000
+        # keep=True stores what was said; a cancelled one is not stored
+        assert tts.cached("Got it, thanks.", 8000) is None
+        assert tts.synthesize("Got it, thanks.", lambda a: True, 8000, keep=True)
+        assert tts.cached("Got it, thanks.", 8000) is not None
+        assert not tts.synthesize("Right away, madam.", lambda a: False, 8000, keep=True)
+        assert tts.cached("Right away, madam.", 8000) is None
+        # prewarm makes only what is missing
+        assert tts.prewarm(["Hello there.", "Of course, sir."]) == 1
+        assert tts.cached("Of course, sir.", 8000) is not None
+        # LRU: with room for 2, the least recently used goes
+        tts.phrase_cache_size = 2
+        tts.cached("Hello there.", 8000)
+        tts.phrase("See you soon.", 8000)
+        assert tts.cached("Hello there.", 8000) is not None and tts.cached("See you soon.", 8000) is not None
+        assert tts.cached("Got it, thanks.", 8000) is None and tts.cached("Of course, sir.", 8000) is None
+    finally:
+        tts.phrase_cache_size = size
