@@ -388,6 +388,8 @@ class Runtime:
             tts = await loop.run_in_executor(None, engines.get_tts, self.cfg.speech)
             await loop.run_in_executor(None, engines.preload_semantic_endpointing, self.cfg.detect)
             self._goodbye = await loop.run_in_executor(None, tts.synthesize_to_array, GOODBYE, 8000)
+            # what calls say word for word, ready before the first call (see Tts.phrase)
+            await loop.run_in_executor(None, engines.prewarm, tts, self.cfg)
             self.models_verified = True
             log.info("speech models ready in %.1f s", time.monotonic() - t0)
         except Exception as exc:  # noqa: BLE001 - keep running: the fleet can fetch models

@@ -357,6 +357,25 @@ class CallFlow:
                 best, best_score = intent, score
         return best
 
+    def fixed_lines(self) -> list[str]:
+        """Everything the flow says that does not depend on the caller (no slot in it), filled
+        in: what a call will say word for word, for the voice's phrase cache."""
+        import string
+
+        spec = self.spec
+        texts = [spec.greeting, spec.fallback, spec.anything_else, spec.no_input, spec.failure_handoff]
+        for intent in spec.intents:
+            texts += [intent.reply, intent.confirm, intent.done, intent.cancelled]
+            texts += [t for slot in intent.slots for t in (slot.prompt, slot.retry)]
+        known = {*spec.variables, "anything_else"}
+        out: list[str] = []
+        for t in texts:
+            if t and all(f is None or f in known for _, f, _, _ in string.Formatter().parse(t)):
+                line = self._fill(t, {})
+                if line and line not in out:
+                    out.append(line)
+        return out
+
     def _fill(self, template: str, slots: dict | None = None) -> str:
         values = dict(self.spec.variables)
         values["anything_else"] = self.spec.anything_else

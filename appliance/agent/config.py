@@ -24,6 +24,7 @@ class AgentConfig:
     barge_in_min_ms: int = field(default=250, metadata={"help": "caller speech this long interrupts the agent", "min": 50, "max": 3000})
     barge_in_pause_ms: int = field(default=60, metadata={"help": "caller speech this long pauses the agent at once; it resumes if the speech stops before barge_in_min_ms (a backchannel)", "min": 20, "max": 3000})
     vad_hangover_ms: int = field(default=100, metadata={"help": "VAD silence before speech counts as over (the endpointer decides the turn; keep this short)", "min": 40, "max": 2000})
+    speculate: bool = field(default=True, metadata={"help": "start the reply (LLM request, first clause) during the caller's pause, before the end of the turn is certain; dropped and undone if the caller goes on. Off: no LLM request is ever wasted, replies come ~300-500 ms later"})
     max_call_s: int = field(default=900, metadata={"min": 10, "max": 86400})
 
 

@@ -81,6 +81,7 @@ async def _run(cfg, args, out: Path) -> dict[str, Any]:
     tts = await loop.run_in_executor(None, engines.get_tts, cfg.speech)
     await loop.run_in_executor(None, engines.get_stt, cfg.speech)
     await loop.run_in_executor(None, engines.preload_semantic_endpointing, cfg.detect)
+    await loop.run_in_executor(None, engines.prewarm, tts, cfg)   # the flow's fixed lines, as `run` does
     _progress(args, f"models ready in {time.monotonic() - t0:.1f} s; the caller is dialling (the call runs in real time)\n")
 
     # An agent line grows piece by piece (and may be cut by a barge-in): print it once it is settled.

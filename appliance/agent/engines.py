@@ -65,11 +65,25 @@ OPENERS = (
 )
 
 
-def prewarm_phrases(agent_cfg) -> list[str]:
-    """What a call will likely say word for word: its fixed lines and the common openers."""
+def prewarm_phrases(agent_cfg, flow=None) -> list[str]:
+    """What a call will likely say word for word, as the pieces the chunker will cut: the call
+    flow's fixed lines (offline mode, `flow`), the agent's fixed lines, the common openers."""
+    from .chunker import SentenceChunker
     from .llm import APOLOGY, FILLERS
 
-    return [agent_cfg.handoff_line, *FILLERS, APOLOGY, *OPENERS]
+    texts: list[str] = []
+    for line in flow.fixed_lines() if flow is not None else []:
+        chunker = SentenceChunker()
+        texts += chunker.push(line) + chunker.flush()
+    texts += [agent_cfg.handoff_line, *FILLERS, APOLOGY, *OPENERS]
+    return list(dict.fromkeys(texts))
+
+
+def prewarm(tts, cfg) -> int:
+    """Fill the voice's phrase cache for calls with this configuration (blocking; a no-op for what
+    is there already). Returns how many phrases were synthesized."""
+    flow = load_callflow(cfg.agent.call_flow) if cfg.llm is None else None
+    return tts.prewarm(prewarm_phrases(cfg.agent, flow))
 
 
 def preload_semantic_endpointing(detect_cfg) -> None:

@@ -166,6 +166,10 @@ class LlmServer:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # the server is stopping with a kept-alive connection open: end quietly (a handler
+            # task that ends cancelled makes asyncio's streams log an error on 3.11)
+            pass
         finally:
             writer.close()
 

@@ -280,7 +280,8 @@ class CallSession:
         await loop.run_in_executor(self._tts_pool, self.tts.phrase, self._greeting, 8000)
         # the fixed lines and common opening clauses into the voice's phrase cache, once per
         # process, in the background (a no-op when done)
-        fut = loop.run_in_executor(None, self.tts.prewarm, engines.prewarm_phrases(self.acfg))
+        flow = getattr(self.dialogue, "flow", None)
+        fut = loop.run_in_executor(None, self.tts.prewarm, engines.prewarm_phrases(self.acfg, flow))
         fut.add_done_callback(_log_failure("phrase prewarm"))
         if self._record:
             from .recording import CallRecorder
@@ -571,7 +572,7 @@ class CallSession:
 
         if (self._closing or not self._awaiting_turn or self._turn is None or not self._collecting
                 or self._barge is not None or self._agent_floor() is not None or self._reply_task is not None
-                or not self._turns.empty() or not getattr(self.dialogue, "can_speculate", False)
+                or not self._turns.empty() or not self.acfg.speculate or not getattr(self.dialogue, "can_speculate", False)
                 or not self.endpointer.in_turn or self._raw_quiet_ms < SPECULATE_RAW_QUIET_MS):
             return
         if self._raw_quiet_ms < SPEC_MIN_PAUSE_MS:

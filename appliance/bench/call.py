@@ -48,6 +48,8 @@ def add_arguments(p) -> None:
                         "calls already fill the cores; else the configured ones)")
     p.add_argument("--no-phrase-cache", action="store_true",
                    help="synthesize every clause (the baseline for the voice's phrase cache)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the baseline pass (the same calls without speculative replies and phrase cache)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -93,6 +95,7 @@ async def _run(args) -> dict[str, Any]:
     await loop.run_in_executor(None, engines.get_stt, base.speech)
     await loop.run_in_executor(None, engines.preload_semantic_endpointing, base.detect)
     server = LlmServer(ttft_ms=args.llm_ttft_ms, tokens_per_s=args.tokens_per_s).start()
+    cache_size = tts.phrase_cache_size
     try:
         cfg = dataclasses.replace(
             base,
@@ -102,21 +105,42 @@ async def _run(args) -> dict[str, Any]:
         if args.no_phrase_cache:
             tts.phrase_cache_size = 0
         else:   # as `appliance run` does with its first call: fixed lines and common openers
-            await loop.run_in_executor(None, tts.prewarm, engines.prewarm_phrases(cfg.agent))
-        _say(args, f"bench call: {args.calls} concurrent call(s), LLM TTFT {args.llm_ttft_ms:.0f} ms, "
-                   f"{args.tokens_per_s:.0f} tokens/s (calls run in real time, ~40 s)")
-        t0 = time.monotonic()
-        lines = [SimLineConfig(name=f"sim{i}", echo_db=args.echo_db, noise_dbfs=-55.0) for i in range(args.calls)]
-        cpu0 = time.process_time()
-        results = await asyncio.gather(*(run_sim_call(cfg, script=SCRIPT, line_cfg=ln, tts=tts, timeout_s=180)
-                                         for ln in lines), return_exceptions=True)
-        cpu_s = time.process_time() - cpu0
-        wall = time.monotonic() - t0
+            await loop.run_in_executor(None, engines.prewarm, tts, cfg)
+
+        async def phase(cfg, what: str):
+            _say(args, f"bench call: {what}: {args.calls} concurrent call(s), LLM TTFT {args.llm_ttft_ms:.0f} ms, "
+                       f"{args.tokens_per_s:.0f} tokens/s (calls run in real time, ~40 s)")
+            t0 = time.monotonic()
+            lines = [SimLineConfig(name=f"sim{i}", echo_db=args.echo_db, noise_dbfs=-55.0) for i in range(args.calls)]
+            cpu0 = time.process_time()
+            results = await asyncio.gather(*(run_sim_call(cfg, script=SCRIPT, line_cfg=ln, tts=tts, timeout_s=180)
+                                             for ln in lines), return_exceptions=True)
+            return _summarize(args, results, time.monotonic() - t0, time.process_time() - cpu0, load_avg)
+
+        out = await phase(cfg, "the box as configured")
+        if not args.no_baseline:
+            # the same calls in the same run without the call's latency work: no speculative reply,
+            # no phrase cache (every clause synthesized when its turn comes)
+            tts.phrase_cache_size = 0
+            try:
+                plain = await phase(dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, speculate=False)),
+                                    "baseline (no speculative reply, no phrase cache)")
+            finally:
+                tts.phrase_cache_size = cache_size
+            out["baseline"] = {k: plain[k] for k in ("v2v_ms", "added_ms", "barge_in_stop_ms", "false_barge_ins",
+                                                     "underruns", "stages_ms", "speculative", "first_clause_cached",
+                                                     "errors")}
+            out["speedup_vs_baseline"] = {
+                f"{k}_{q}": _ratio(plain[k][q], out[k][q]) for k in ("v2v_ms", "added_ms") for q in ("p50", "p95")}
     finally:
         server.stop()
-    out = _summarize(args, results, wall, cpu_s, load_avg)
+        tts.phrase_cache_size = cache_size
     out["stt_threads"], out["tts_threads"] = base.speech.stt.threads, base.speech.tts.threads
     return out
+
+
+def _ratio(base: float | None, new: float | None) -> float | None:
+    return None if not base or not new else round(base / new, 2)
 
 
 def _call_figures(res) -> dict[str, Any]:
@@ -238,4 +262,10 @@ def report(r: dict[str, Any]) -> str:
     ]
     if r["errors"]:
         lines.append(f"  errors: {r['errors']}")
+    b = r.get("baseline")
+    if b:
+        x = r["speedup_vs_baseline"]
+        lines.append(f"  baseline, same run, same calls without speculative replies and phrase cache: v2v {p(b['v2v_ms'])};"
+                     f" added {p(b['added_ms'])}; {x['added_ms_p50']}x / {x['added_ms_p95']}x the added latency"
+                     f" (P50 / P95) of the box as configured" + (f"; errors {b['errors']}" if b["errors"] else ""))
     return "\n".join(lines)

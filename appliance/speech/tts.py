@@ -145,7 +145,7 @@ class Tts:
         """The cached audio of `text` (at the voice's configured speed), or None."""
         key = (text.strip(), sample_rate)
         with self._phrases_lock:
-            pcm = self._phrases.get(key)
+            pcm = self._phrases.get(key) if self.phrase_cache_size > 0 else None
             if pcm is None:
                 self.phrase_misses += 1
                 return None

@@ -202,3 +202,24 @@ def test_snapshot_restore_takes_a_speculative_answer_back():
     # restoring twice from the same mark works (the mark is not aliased by the flow)
     flow.restore(mark)
     assert flow.respond("my name is John Smith").text == replies[-1].text
+
+
+def test_fixed_lines_are_what_the_flow_says_word_for_word():
+    """The lines the voice's phrase cache is filled with: filled in, and none that depends on the
+    caller (a slot); a call's replies then start with a cached piece."""
+    from appliance.agent import engines
+    from appliance.agent.chunker import SentenceChunker
+    from appliance.config import load
+
+    flow = CallFlow.load()
+    lines = flow.fixed_lines()
+    assert flow.start().text in lines                               # the greeting, filled in
+    assert all("{" not in t for t in lines)
+    assert not any("John Smith" in t or "Tuesday" in t for t in lines)
+    pieces = engines.prewarm_phrases(load(None).agent, flow)
+    assert len(pieces) == len(set(pieces)) and "Sure," in pieces and "One moment." in pieces
+    # the pieces are the ones the session's chunker cuts from a real reply
+    flow2, replies = converse(["Hi, I'd like to book an appointment"])
+    chunker = SentenceChunker()
+    first = (chunker.push(replies[0].text) + chunker.flush())[0]
+    assert first in pieces, (first, replies[0].text)
