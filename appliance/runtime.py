@@ -388,9 +388,10 @@ class Runtime:
             tts = await loop.run_in_executor(None, engines.get_tts, self.cfg.speech)
             await loop.run_in_executor(None, engines.preload_semantic_endpointing, self.cfg.detect)
             self._goodbye = await loop.run_in_executor(None, tts.synthesize_to_array, GOODBYE, 8000)
-            # what calls say word for word, ready before the first call (see Tts.phrase)
-            await loop.run_in_executor(None, engines.prewarm, tts, self.cfg)
             self.models_verified = True
+            # what calls say word for word, into the voice's phrase cache (Tts.phrase): a few
+            # seconds of synthesis, in the background; a call meanwhile synthesizes what it needs
+            loop.run_in_executor(None, engines.prewarm, tts, self.cfg).add_done_callback(_log_prewarm)
             log.info("speech models ready in %.1f s", time.monotonic() - t0)
         except Exception as exc:  # noqa: BLE001 - keep running: the fleet can fetch models
             self.models_verified = False
@@ -880,6 +881,11 @@ def _registration_status(registration) -> str | None:
         return registration
     statuses = [r.get("status") for r in registration.values() if isinstance(r, dict) and r.get("status")]
     return next((st for st in ("home", "roaming") if st in statuses), statuses[0] if statuses else None)
+
+
+def _log_prewarm(fut) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("phrase cache prewarm failed: %s", _describe(fut.exception()))
 
 
 def _describe(exc: BaseException, name: str | None = None) -> str:

@@ -57,24 +57,23 @@ def get_tts(speech_cfg):
 # Clauses replies very often open with: kept in the voice's phrase cache, so such a reply starts
 # without waiting for synthesis (`Tts.prewarm`). English, like the bundled voice.
 OPENERS = (
-    "Sure,", "Sure.", "Of course,", "Of course.", "Certainly,", "Certainly.", "Absolutely,", "Okay,", "Okay.",
-    "Alright,", "Yes,", "Yes.", "No,", "No.", "Thanks,", "Thanks.", "Thank you,", "Thank you.",
-    "Thanks for calling,", "Thanks for waiting,", "Sorry,", "I'm sorry,", "Great,", "Great.", "Perfect,",
-    "Got it,", "Got it.", "I see,", "Understood,", "No problem,", "Right,", "Hello,", "Hi,", "Goodbye.",
-    "Let me check,", "Let me see,", "One moment,", "Good question,",
+    "Sure,", "Of course,", "Of course.", "Certainly,", "Okay,", "Alright,", "Yes,", "No,", "Thanks,",
+    "Thank you,", "Thank you.", "Thanks for calling,", "Sorry,", "I'm sorry,", "Great,", "Got it,", "I see,",
+    "No problem,", "Let me check,", "One moment,",
 )
 
 
 def prewarm_phrases(agent_cfg, flow=None) -> list[str]:
-    """What a call will likely say word for word, as the pieces the chunker will cut: the call
-    flow's fixed lines (offline mode, `flow`), the agent's fixed lines, the common openers."""
+    """What a call will likely say word for word: the first piece the chunker cuts from each of
+    the call flow's fixed lines (offline mode, `flow`; later pieces are synthesized while the first
+    plays), the agent's fixed lines (said whole), the common openers."""
     from .chunker import SentenceChunker
     from .llm import APOLOGY, FILLERS
 
     texts: list[str] = []
     for line in flow.fixed_lines() if flow is not None else []:
         chunker = SentenceChunker()
-        texts += chunker.push(line) + chunker.flush()
+        texts += (chunker.push(line) + chunker.flush())[:1]
     texts += [agent_cfg.handoff_line, *FILLERS, APOLOGY, *OPENERS]
     return list(dict.fromkeys(texts))
 
