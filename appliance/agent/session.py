@@ -20,6 +20,13 @@ and the synthesis of the reply's first clause start at once, with the audio held
 endpointer confirms the turn and its final transcript has the same words, that reply is the
 answer (its first audio is ready or nearly so); if the caller goes on, or the words differ, the
 speculative request is cancelled and the history rolled back (`spec_wasted` counts those).
+`agent.speculate: false` turns speculative replies off (no LLM request is ever wasted). A decode
+of a pause the caller then talks through is told to give up (`stt_abandoned`): the engine stops
+between its encoder and its decoder, so the decode of the next pause does not queue behind it.
+
+Reply audio: a clause found in the voice's phrase cache (the greeting, fillers, the handoff line,
+the call flow's fixed lines and common openers, prewarmed; clauses of up to three words once said)
+is played without synthesis (`tts_cached_pieces`; `Turn.tts_cached` for a reply's first clause).
 
 Blocking work (STT decode, TTS synthesis) runs in two worker threads per call, so a synthesis
 never delays the transcript of an interruption.
