@@ -112,6 +112,11 @@ class Speaker:
         """Samples of this reply that reached the line."""
         return max(0, min(self.call.played_samples - self._base_played, self._written))
 
+    @property
+    def ahead_ms(self) -> float:
+        """Audio received from TTS and not yet played, in ms: how long the line can go on."""
+        return (self._total - self.played) / 8.0
+
     def pause(self) -> None:
         """Stop sending at once (caller started speaking); what was queued is kept for resume."""
         if self.paused or self.stopped:

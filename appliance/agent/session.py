@@ -69,6 +69,7 @@ SHORT_TEXT_WAIT_MS = 400     # how long the agent stays paused for a short burst
 STT_FILLER = "Mm, one moment."  # said when the transcript of a turn is slow in coming
 RESUME_PROMPT_S = 4.0        # after an interruption with no turn following, invite the caller to go on
 SPEC_MIN_PAUSE_MS = 240      # a speculative reply starts only once the caller's pause is this long (a comma is shorter)
+URGENT_AHEAD_MS = 600        # a clause is synthesized at once (urgent) when less of the reply than this is left to play
 SHORT_CLAUSE_WORDS = 3       # a reply's clause this short is kept in the phrase cache once said
 SPEC_RESUME_FRAMES = 3       # caller speech (undebounced) this many frames after a speculative start: drop it
 
@@ -1051,8 +1052,11 @@ class CallSession:
                     loop.call_soon_threadsafe(sp.add_audio, np.array(pcm, dtype=np.int16))
                     return True
 
+                # urgent unless the line has enough of this reply to play meanwhile: later clauses
+                # then wait their turn in the process (see Tts.synthesize)
+                urgent = sp.ahead_ms < URGENT_AHEAD_MS
                 await loop.run_in_executor(self._tts_pool, functools.partial(
-                    self.tts.synthesize, text, on_audio, 8000, keep=_short(text)))
+                    self.tts.synthesize, text, on_audio, 8000, keep=_short(text), urgent=urgent))
                 sp.end_piece()
             sp.finish()
 

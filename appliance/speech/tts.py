@@ -7,11 +7,13 @@ time, handing int16 audio at the requested rate (resampled with the native speex
 `on_audio` as soon as each sentence exists. `on_audio` returning False, or `cancel` being set,
 stops at once: sherpa-onnx's per-sentence callback returns 0 and no further audio is delivered.
 
-Thread safety: one `OfflineTts` is shared by all calls, and calls synthesize at the same time:
-sherpa-onnx's synthesis is thread safe and releases the GIL. (Earlier versions held a lock around
-it, so one call's first clause could wait for another call's synthesis: four replies synthesized
-at once from four threads took 2.6 s with the lock, 1.3 s without, one thread each, here.)
-Phonemizing (espeak-ng, global state) has its own lock in `piper.py`.
+Thread safety: one `OfflineTts` is shared by all calls; sherpa-onnx's synthesis is thread safe and
+releases the GIL. A reply's first clause is urgent and never waits for another call's synthesis
+(four replies synthesized at once from four threads took 2.6 s under one lock, 1.3 s without, one
+thread each, here); the later clauses, made while the first plays, go one at a time in the
+process, so that they do not take both cores from the calls' audio loops (with no lock at all,
+barge-in stop in `appliance bench call` went from 120 to 143 ms on average, 6 interruptions
+each). Phonemizing (espeak-ng, global state) has its own lock in `piper.py`.
 
 Phrase cache (`phrase`, `cached`, `prewarm`): audio of the greeting, fillers, the handoff line and
 short opening clauses is kept (LRU, `PHRASE_CACHE_SIZE`), so a reply that starts with "Sure," does
@@ -52,17 +54,20 @@ class Tts:
         self._phrases_lock = threading.Lock()
         self.phrase_cache_size = PHRASE_CACHE_SIZE   # 0: no phrase cache
         self._prewarm_lock = threading.Lock()
+        self._background = threading.Lock()   # one non-urgent synthesis at a time (see synthesize)
         self.phrase_hits = 0
         self.phrase_misses = 0
 
     def synthesize(self, text: str, on_audio: OnAudio, sample_rate: int = 8000,
                    cancel: threading.Event | None = None, speed: float | None = None,
-                   use_cache: bool = False, keep: bool = False) -> bool:
+                   use_cache: bool = False, keep: bool = False, urgent: bool = True) -> bool:
         """Speak `text`, streaming int16 audio at `sample_rate` to `on_audio` in chunks of
         `chunk_ms` as each sentence is generated. Returns False if cancelled (on_audio returned
         False or `cancel` was set), True when all text was spoken. `speed` overrides the
         configured speaking rate for this call. `use_cache`: audio of the phrase cache is handed
-        over if `text` is there; `keep`: the finished audio goes into the cache."""
+        over if `text` is there; `keep`: the finished audio goes into the cache. `urgent=False`
+        (a reply's later clauses, made while the first plays): one such synthesis at a time in
+        the process, so they never take both cores from the calls' audio loops (barge-in)."""
         chunk = max(1, sample_rate * self.chunk_ms // 1000)
         if use_cache and speed is None:
             pcm = self.cached(text, sample_rate)
@@ -79,14 +84,14 @@ class Tts:
                 parts.append(np.array(a, dtype=np.int16))
                 return outer(a)
 
-            done = self._synthesize(text, on_audio, sample_rate, cancel, speed, chunk)
+            done = self._synthesize(text, on_audio, sample_rate, cancel, speed, chunk, urgent)
             if done:
                 self._keep(text, sample_rate, np.concatenate(parts) if parts else np.zeros(0, np.int16))
             return done
-        return self._synthesize(text, on_audio, sample_rate, cancel, speed, chunk)
+        return self._synthesize(text, on_audio, sample_rate, cancel, speed, chunk, urgent)
 
     def _synthesize(self, text: str, on_audio: OnAudio, sample_rate: int, cancel: threading.Event | None,
-                    speed: float | None, chunk: int) -> bool:
+                    speed: float | None, chunk: int, urgent: bool = True) -> bool:
         import sherpa_onnx
 
         from ..audio import Resampler
@@ -130,9 +135,13 @@ class Tts:
             gen = sherpa_onnx.GenerationConfig()
             gen.phoneme_codepoints = codepoints
             gen.speed = speed or self.speed
-            # no lock: sherpa-onnx's synthesis is thread safe (phonemes are made above, under
-            # their own lock); calls speak at once (tests/speech/test_tts.py checks the words)
-            self._tts.generate(sentence, gen, callback)
+            # sherpa-onnx's synthesis is thread safe (phonemes are made above, under their own
+            # lock): urgent ones run at once (tests/speech/test_tts.py checks the words)
+            if urgent:
+                self._tts.generate(sentence, gen, callback)
+            else:
+                with self._background:
+                    self._tts.generate(sentence, gen, callback)
             if state["cancelled"]:
                 return False
         if resampler is not None and not state["cancelled"]:
