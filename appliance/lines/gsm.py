@@ -20,8 +20,9 @@ import time
 from typing import Any, Literal
 
 from ..errors import LineError
-from .at import ATChannel, CommandError, ModemGone, ModemTimeout, Response
-from .base import Call, Line, LineCapabilities, LineEvent
+from .at import ATChannel, CommandError, ModemTimeout
+from .at_line import DTMF_DIGITS, AtLine
+from .base import Call, LineCapabilities, LineEvent
 from .gsm_audio import SerialPcmAudio, UsbAudio
 from .modem import ModemCall
 from .modem_audio import ClockStats
@@ -30,7 +31,6 @@ from .modem_config import GsmLineConfig
 log = logging.getLogger(__name__)
 
 CREG_STAT = {0: "not-searching", 1: "home", 2: "searching", 3: "denied", 4: "unknown", 5: "roaming"}
-DTMF_DIGITS = "0123456789*#ABCD"
 
 
 def rssi_to_dbm(rssi: int) -> int | None:
@@ -165,104 +165,41 @@ def detect_gsm_dialect(identity: str) -> GsmDialect:
     return GsmDialect()
 
 
-class GsmLine(Line):
+class GsmLine(AtLine):
     """A 27.007 cellular modem with a SIM."""
 
     def __init__(self, config: GsmLineConfig):
-        super().__init__(config.name)
-        self.config = config
+        super().__init__(config)
         self.dialect: GsmDialect = GsmDialect()
-        self.identity: dict[str, str] = {}
         self.capabilities = LineCapabilities(full_duplex=True, caller_id=True, dtmf_in=True, dtmf_out=True,
                                              transfer_blind=True, transfer_warm=False, outbound=True)
-        self.channel: ATChannel | None = None
-        self.call: ModemCall | None = None
         self.audio: SerialPcmAudio | UsbAudio | None = None
-        self.clock = ClockStats()
         self.sim = "unknown"
         self.registration: dict[str, Any] = {}
         self.signal: dict[str, Any] = {}
         self.operator = ""
-        self.resets = self.reopens = self.calls_total = self.underruns_total = 0
-        self.last_error = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._op_lock = asyncio.Lock()
-        self._supervisor: asyncio.Task | None = None
-        self._bg_tasks: set[asyncio.Task] = set()
-        self._stopping = False
-        self._ring_count = 0
-        self._ring_emitted = False
         self._call_idx: int | None = None
         self._active_evt = asyncio.Event()
         self._outcome: str | None = None
         self._last_poll = 0.0
-        self._probe_failures = 0
-        self._outage_logged = False
         self._audio_on = False
         self._call_audio: list[SerialPcmAudio | UsbAudio] = []
 
-    # ---- lifecycle ----------------------------------------------------------------------
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = False
-        try:
-            await asyncio.to_thread(self._open_and_init)
-        except LineError as exc:
-            self.set_state("error", str(exc))
-            raise
+    # ---- lifecycle (start/stop: AtLine) ----------------------------------------------------
+    def _opened_state(self, why: str | None = None) -> None:
         self._set_state_from_registration()
-        self._supervisor = asyncio.ensure_future(self._supervise())
 
-    async def stop(self) -> None:
-        self._stopping = True
-        if self.call is not None and not self.call.ended.is_set():
-            try:
-                await self._hangup(self.call, "shutdown")
-            except LineError:
-                pass
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._supervisor = None
+    def _before_close(self) -> None:
         self._stop_audio_stream()
-        ch, self.channel = self.channel, None
-        if ch is not None:
-            await asyncio.to_thread(ch.close)
-        self.set_state("down", "stopped")
-
-    def _cmd(self, ch: ATChannel, command: str, timeout_s: float | None = None, **kw) -> Response:
-        return ch.command(command, timeout_s or self.config.command_timeout_s, **kw)
-
-    def _try(self, ch: ATChannel, command: str, timeout_s: float | None = None) -> Response | None:
-        try:
-            return self._cmd(ch, command, timeout_s)
-        except CommandError:
-            return None
 
     def _open_and_init(self) -> None:
         cfg = self.config
         ch = ATChannel(cfg.port, cfg.baudrate, on_urc=self._urc_from_thread, on_lost=self._lost_from_thread,
                        name=cfg.name)
-        ch.open()
-        try:
-            self._init(ch)
-        except Exception:
-            ch.close()
-            raise
-        self.channel = ch
-        self._probe_failures = 0
+        self._open_channel(ch)
 
     def _init(self, ch: ATChannel) -> None:
-        for attempt in range(3):
-            try:
-                self._cmd(ch, "AT", 1.0)
-                break
-            except (ModemTimeout, CommandError):
-                if attempt == 2:
-                    raise ModemTimeout(f"{self.name}: no answer to AT on {self.config.port}") from None
+        self._sync(ch)
         self._cmd(ch, "ATZ")
         self._cmd(ch, "ATE0")
         self._try(ch, "AT+CMEE=1")
@@ -369,23 +306,6 @@ class GsmLine(Line):
                 self.last_error = str(exc)
                 log.debug("%s: supervision: %s", self.name, exc)
 
-    async def _reopen(self) -> None:
-        if self.channel is not None:
-            ch, self.channel = self.channel, None
-            await asyncio.to_thread(ch.close)
-        try:
-            await asyncio.to_thread(self._open_and_init)
-        except LineError as exc:
-            self.last_error = str(exc)
-            if not self._outage_logged:
-                log.warning("%s: device unavailable (%s); retrying", self.name, exc)
-                self._outage_logged = True
-            return
-        self.reopens += 1
-        self._outage_logged = False
-        log.warning("%s: modem back on %s", self.name, self.config.port)
-        self._set_state_from_registration()
-
     async def _probe(self) -> None:
         ch = self.channel
         if ch is None or self._op_lock.locked():
@@ -422,46 +342,7 @@ class GsmLine(Line):
         if call is not None and call.answered_at and not any(c["stat"] in (0, 1) for c in calls):
             self._end_call_now(call, "remote")
 
-    async def _reset(self, why: str) -> None:
-        self.resets += 1
-        self.last_error = why
-        self.set_state("error", why)
-        if self.call is not None:
-            self._end_call_now(self.call, "modem-reset")
-        ch, self.channel = self.channel, None
-        if ch is not None:
-            await asyncio.to_thread(ch.close)
-        await asyncio.sleep(0.5)
-        self._probe_failures = 0
-        await self._reopen()
-
     # ---- URCs --------------------------------------------------------------------------------
-    def _spawn(self, coro) -> None:
-        """Run a background step, keeping a reference until it is done (the loop holds only weak ones)."""
-        task = asyncio.ensure_future(coro)
-        self._bg_tasks.add(task)
-        task.add_done_callback(self._bg_tasks.discard)
-
-    def _post(self, fn, *args) -> None:
-        if self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:
-                pass
-
-    def _urc_from_thread(self, line: str) -> None:
-        self._post(self._on_urc, line)
-
-    def _lost_from_thread(self, reason: str) -> None:
-        self._post(self._on_lost, reason)
-
-    def _on_lost(self, reason: str) -> None:
-        self.last_error = f"device lost: {reason}"
-        log.warning("%s: %s", self.name, self.last_error)
-        if self.call is not None:
-            self._end_call_now(self.call, "line-lost")
-        self.set_state("down", self.last_error)
-
     def _on_urc(self, line: str) -> None:
         call = self.call
         if line.startswith(("RING", "+CRING")):
@@ -538,11 +419,6 @@ class GsmLine(Line):
         self._spawn(watch())
 
     # ---- calls ---------------------------------------------------------------------------------
-    def _channel(self) -> ATChannel:
-        ch = self.channel
-        if ch is None or not ch.is_open:
-            raise ModemGone(f"{self.name}: modem not available ({self.last_error or 'down'})")
-        return ch
 
     def _end_call_now(self, call: ModemCall, cause: str) -> None:
         if call.ended.is_set():
@@ -626,28 +502,16 @@ class GsmLine(Line):
         self.set_state("in_call", f"answered {call.remote}")
         call.events.put_nowait(LineEvent("answered", {"remote": call.remote, "full_duplex": True}, call.call_id))
 
-    async def _hangup(self, call: ModemCall, cause: str = "local") -> None:
-        if call.ended.is_set() and self.call is not call:
-            return
-        self._end_call_now(call, cause)
-        ch = self.channel
-        if ch is not None and ch.is_open:
-            async with self._op_lock:
-                def go() -> None:
-                    self._audio_off(ch)
-                    if self._try(ch, "AT+CHUP") is None:
-                        self._try(ch, "ATH")
-                try:
-                    await asyncio.to_thread(go)
-                except LineError as exc:
-                    log.debug("%s: hang-up: %s", self.name, exc)
+    def _hang_up_device(self, ch: ATChannel) -> None:
+        try:
+            self._audio_off(ch)
+            if self._try(ch, "AT+CHUP") is None:
+                self._try(ch, "ATH")
+        except LineError as exc:
+            log.debug("%s: hang-up: %s", self.name, exc)
 
     async def _send_dtmf(self, call: ModemCall, digits: str) -> None:
-        bad = [d for d in digits if d not in DTMF_DIGITS]
-        if bad:
-            raise LineError(f"{self.name}: cannot send DTMF {''.join(bad)!r}: digits are 0-9 * # A-D")
-        if call.ended.is_set():
-            raise LineError(f"{self.name}: call already ended")
+        self._check_dtmf(call, digits)
         async with self._op_lock:
             ch = self._channel()
 

@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from ..errors import LineError
 from . import dle, vsm
-from .at import ATChannel, CommandError, ModemGone, ModemTimeout, Response, is_caller_id_line
-from .base import Call, Line, LineCapabilities, LineEvent
+from .at import ATChannel, CommandError, ModemTimeout, Response, is_caller_id_line
+from .at_line import DTMF_DIGITS, AtLine
+from .base import Call, LineCapabilities, LineEvent
 from .modem_audio import FRAME_S, SAMPLES_PER_FRAME, ClockStats, VoiceStream
 from .modem_config import ModemLineConfig
 from .modem_dialects import DIALECTS, VoiceDialect, detect_dialect
@@ -31,7 +32,6 @@ from .vsm import VsmCodec, choose_codec, parse_vsm_list
 
 log = logging.getLogger(__name__)
 
-DTMF_DIGITS = "0123456789*#ABCD"
 HANGUP_EVENTS = {"b": "busy-tone", "K": "busy-tone", "d": "dial-tone", "i": "dial-tone",
                  "l": "loop-current-lost"}
 
@@ -57,112 +57,44 @@ class ModemCall(Call):
         return await self.line._transfer(self, target, mode)
 
 
-class VoiceModemLine(Line):
+class VoiceModemLine(AtLine):
     """A V.253 voice modem on a serial port (or any pyserial URL)."""
 
     def __init__(self, config: ModemLineConfig):
-        super().__init__(config.name)
-        self.config = config
+        super().__init__(config)
         self.dialect: VoiceDialect = VoiceDialect()
-        self.identity: dict[str, str] = {}
         self.codecs: list[VsmCodec] = []
         self.codec: VsmCodec | None = None
         self.full_duplex = True
         self.caller_id_enabled = False
         self.capabilities = LineCapabilities(transfer_blind=True)
-        self.channel: ATChannel | None = None
-        self.call: ModemCall | None = None
-        self.clock = ClockStats()
         self.stream: VoiceStream | None = None
-        self.resets = 0
-        self.reopens = 0
-        self.last_error = ""
-        self.underruns_total = 0
         self._totals = {"frames_in": 0, "frames_out": 0, "underruns": 0, "overruns": 0, "cpu_s": 0.0}
-        self.calls_total = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._op_lock = asyncio.Lock()
-        self._supervisor: asyncio.Task | None = None
-        self._bg_tasks: set[asyncio.Task] = set()
-        self._stopping = False
-        self._ring_count = 0
         self._ring_times: list[float] = []
-        self._ring_emitted = False
         self._cid: dict[str, str] = {}
         self._dtmf_marked: str | None = None
         self._dtmf_started = 0.0
         self._last_digit = ("", 0.0)
         self._last_probe = time.monotonic()
-        self._probe_failures = 0
         self._half: threading.Thread | None = None
         self._half_stop = threading.Event()
-        self._outage_logged = False
         self._no_stream_since = 0.0
 
-    # ---- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = False
-        try:
-            await asyncio.to_thread(self._open_and_init)
-        except LineError as exc:
-            self.set_state("error", str(exc))
-            raise
-        self.set_state("idle", f"{self.dialect.name} modem on {self.config.port}")
-        self._supervisor = asyncio.ensure_future(self._supervise())
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self.call is not None and not self.call.ended.is_set():
-            try:
-                await self._hangup(self.call, "shutdown")
-            except LineError:
-                pass
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._supervisor = None
-        ch, self.channel = self.channel, None
-        if ch is not None:
-            await asyncio.to_thread(ch.close)
-        self.set_state("down", "stopped")
+    # ---- lifecycle (start/stop: AtLine) ----------------------------------------------------
+    def _opened_state(self, why: str | None = None) -> None:
+        self.set_state("idle", why or f"{self.dialect.name} modem on {self.config.port}")
 
     def _open_and_init(self) -> None:
         cfg = self.config
         ch = ATChannel(cfg.port, cfg.baudrate, on_urc=self._urc_from_thread, on_dle=self._dle_from_thread,
                        on_lost=self._lost_from_thread, command_delay_s=cfg.command_delay_ms / 1000,
                        name=cfg.name)
-        ch.open()
-        try:
-            self._init(ch)
-        except Exception:
-            ch.close()
-            raise
-        self.channel = ch
+        self._open_channel(ch)
         self._last_probe = time.monotonic()
-        self._probe_failures = 0
-
-    def _cmd(self, ch: ATChannel, command: str, timeout_s: float | None = None, **kw) -> Response:
-        return ch.command(command, timeout_s or self.config.command_timeout_s, **kw)
-
-    def _try(self, ch: ATChannel, command: str, timeout_s: float | None = None) -> Response | None:
-        try:
-            return self._cmd(ch, command, timeout_s)
-        except CommandError:
-            return None
 
     def _init(self, ch: ATChannel) -> None:
         """Sync, reset, identify, check voice class, pick codec and dialect (MODEMS.md §1.1, §3)."""
-        for attempt in range(3):
-            try:
-                self._cmd(ch, "AT", 1.0)
-                break
-            except (ModemTimeout, CommandError):
-                if attempt == 2:
-                    raise ModemTimeout(f"{self.name}: no answer to AT on {self.config.port}") from None
+        self._sync(ch)
         self._cmd(ch, "ATZ", max(3.0, self.config.command_timeout_s))
         self._cmd(ch, "ATE0")
         self._try(ch, "ATV1")
@@ -233,24 +165,6 @@ class VoiceModemLine(Line):
                 self.last_error = str(exc)
                 log.debug("%s: supervision: %s", self.name, exc)
 
-    async def _reopen(self) -> None:
-        if self.channel is not None:
-            ch, self.channel = self.channel, None
-            await asyncio.to_thread(ch.close)
-        try:
-            await asyncio.to_thread(self._open_and_init)
-        except LineError as exc:
-            self.last_error = str(exc)
-            if not self._outage_logged:
-                log.warning("%s: device unavailable (%s); retrying every %.1f s", self.name, exc,
-                            self.config.reopen_interval_s)
-                self._outage_logged = True
-            return
-        self.reopens += 1
-        self._outage_logged = False
-        log.warning("%s: modem back on %s", self.name, self.config.port)
-        self.set_state("idle", "device reopened")
-
     async def _probe(self) -> None:
         ch = self.channel
         self._last_probe = time.monotonic()
@@ -267,51 +181,12 @@ class VoiceModemLine(Line):
             self._probe_failures = 0
 
     async def _reset(self, why: str) -> None:
-        """Wedged modem: close the port (DTR drops for >= 0.5 s), reopen and initialise."""
         self._no_stream_since = 0.0
-        self.resets += 1
-        self.last_error = why
-        self.set_state("error", why)
-        if self.call is not None:
-            self._end_call_now(self.call, "modem-reset")
-        ch, self.channel = self.channel, None
-        if ch is not None:
-            await asyncio.to_thread(ch.close)
-        await asyncio.sleep(0.5)
-        self._probe_failures = 0
-        await self._reopen()
+        await super()._reset(why)
 
-    # ---- events from the reader thread ------------------------------------------------------
-    def _spawn(self, coro) -> None:
-        """Run a background step, keeping a reference until it is done (the loop holds only weak ones)."""
-        task = asyncio.ensure_future(coro)
-        self._bg_tasks.add(task)
-        task.add_done_callback(self._bg_tasks.discard)
-
-    def _post(self, fn, *args) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            pass
-
-    def _urc_from_thread(self, line: str) -> None:
-        self._post(self._on_urc, line)
-
+    # ---- events from the reader thread (and AtLine's) ---------------------------------------
     def _dle_from_thread(self, code: str) -> None:
         self._post(self._on_dle_events, [code])
-
-    def _lost_from_thread(self, reason: str) -> None:
-        self._post(self._on_lost, reason)
-
-    def _on_lost(self, reason: str) -> None:
-        self.last_error = f"device lost: {reason}"
-        log.warning("%s: %s", self.name, self.last_error)
-        if self.call is not None:
-            self._end_call_now(self.call, "line-lost")
-        self.set_state("down", self.last_error)
 
     def _on_urc(self, line: str) -> None:
         if line.startswith("RING"):
@@ -408,7 +283,7 @@ class VoiceModemLine(Line):
 
     async def _on_hook_quietly(self, ch: ATChannel) -> None:
         async with self._op_lock:
-            await asyncio.to_thread(self._leave_audio_and_hang_up, ch)
+            await asyncio.to_thread(self._hang_up_device, ch)
 
     def _end_call_now(self, call: ModemCall, cause: str) -> None:
         """Loop thread: the call is over whatever the modem still does."""
@@ -455,11 +330,6 @@ class VoiceModemLine(Line):
                 "lead_ms": ((s.prime_frames + s.extra_prime) * 20) if s else None}
 
     # ---- audio streams (worker threads) -------------------------------------------------------
-    def _channel(self) -> ATChannel:
-        ch = self.channel
-        if ch is None or not ch.is_open:
-            raise ModemGone(f"{self.name}: modem not available ({self.last_error or 'down'})")
-        return ch
 
     def _start_audio(self, ch: ATChannel, call: ModemCall) -> None:
         assert self.codec is not None
@@ -546,7 +416,7 @@ class VoiceModemLine(Line):
         except LineError as exc:
             log.debug("%s: half-duplex loop ended: %s", self.name, exc)
 
-    def _leave_audio_and_hang_up(self, ch: ATChannel) -> None:
+    def _hang_up_device(self, ch: ATChannel) -> None:
         try:
             self._stop_audio(ch)
             for c in self.dialect.on_hook:
@@ -588,21 +458,8 @@ class VoiceModemLine(Line):
         except CommandError:
             self._cmd(ch, f"AT+VSM={self.codec.cml},8000,0,0")     # vgetty's retry form
 
-    async def _hangup(self, call: ModemCall, cause: str = "local") -> None:
-        if call.ended.is_set() and self.call is not call:
-            return
-        self._end_call_now(call, cause)
-        ch = self.channel
-        if ch is not None and ch.is_open:
-            async with self._op_lock:
-                await asyncio.to_thread(self._leave_audio_and_hang_up, ch)
-
     async def _send_dtmf(self, call: ModemCall, digits: str) -> None:
-        bad = [d for d in digits if d not in DTMF_DIGITS]
-        if bad:
-            raise LineError(f"{self.name}: cannot send DTMF {''.join(bad)!r}: digits are 0-9 * # A-D")
-        if call.ended.is_set():
-            raise LineError(f"{self.name}: call already ended")
+        self._check_dtmf(call, digits)
         async with self._op_lock:
             ch = self._channel()
 
@@ -678,7 +535,7 @@ class VoiceModemLine(Line):
                 self.call = None
                 call.mark_ended(status)
                 self.emit(LineEvent("progress", {"status": status, "number": digits}, call.call_id))
-                await asyncio.to_thread(self._leave_audio_and_hang_up, ch)
+                await asyncio.to_thread(self._hang_up_device, ch)
                 raise LineError(status)
 
             def audio() -> None:
