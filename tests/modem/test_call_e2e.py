@@ -17,6 +17,7 @@ import pytest
 from appliance import config as config_mod
 from appliance.agent import engines
 from appliance.agent.session import CallSession
+from appliance.speech import corpus
 
 from .modemrig import SIM_PIN, gsm_emulator, gsm_line, next_event, run, running, voice_emulator, voice_line
 
@@ -108,7 +109,9 @@ def check_session(session, report, call):
     assert "thanks for calling" in greeting and "dental" in greeting, greeting
     assert report["answer_samples"] > 8000            # the agent answered the question out loud
     callers = [t["text"].lower() for t in session.transcript if t["role"] == "caller"]
-    assert any("saturday" in c for c in callers), callers
+    # the caller's question came through the modem's audio path intelligible: Whisper tiny.en may
+    # still slip on a word of the synthetic voice (a CI run heard "setter day"), so allow two errors
+    assert min(corpus.wer(QUESTION, c)[0] for c in callers) <= 2, callers
     agents = [t["text"].lower() for t in session.transcript if t["role"] == "agent"]
     assert any("saturday" in a for a in agents), agents
     assert [d["digit"] for t, d in session.events if t == "dtmf"] == ["5"]
