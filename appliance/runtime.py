@@ -391,7 +391,7 @@ class Runtime:
             self.models_verified = True
             # what calls say word for word, into the voice's phrase cache (Tts.phrase): a few
             # seconds of synthesis, in the background; a call meanwhile synthesizes what it needs
-            loop.run_in_executor(None, engines.prewarm, tts, self.cfg).add_done_callback(_log_prewarm)
+            loop.run_in_executor(None, engines.prewarm, tts, self.cfg)
             log.info("speech models ready in %.1f s", time.monotonic() - t0)
         except Exception as exc:  # noqa: BLE001 - keep running: the fleet can fetch models
             self.models_verified = False
@@ -881,11 +881,6 @@ def _registration_status(registration) -> str | None:
         return registration
     statuses = [r.get("status") for r in registration.values() if isinstance(r, dict) and r.get("status")]
     return next((st for st in ("home", "roaming") if st in statuses), statuses[0] if statuses else None)
-
-
-def _log_prewarm(fut) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("phrase cache prewarm failed: %s", _describe(fut.exception()))
 
 
 def _describe(exc: BaseException, name: str | None = None) -> str:

@@ -78,11 +78,17 @@ def prewarm_phrases(agent_cfg, flow=None) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
-def prewarm(tts, cfg) -> int:
+def prewarm(tts, cfg, flow=None) -> int:
     """Fill the voice's phrase cache for calls with this configuration (blocking; a no-op for what
-    is there already). Returns how many phrases were synthesized."""
-    flow = load_callflow(cfg.agent.call_flow) if cfg.llm is None else None
-    return tts.prewarm(prewarm_phrases(cfg.agent, flow))
+    is there already; `flow`: the call flow when already loaded). Best effort: a failure is
+    logged, calls then synthesize what they say. Returns how many phrases were synthesized."""
+    try:
+        if flow is None and cfg.llm is None:
+            flow = load_callflow(cfg.agent.call_flow)
+        return tts.prewarm(prewarm_phrases(cfg.agent, flow))
+    except Exception as exc:  # noqa: BLE001 - an optimisation, never a reason to fail a call
+        log.warning("phrase cache prewarm failed: %s", exc)
+        return 0
 
 
 def preload_semantic_endpointing(detect_cfg) -> None:

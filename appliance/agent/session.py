@@ -26,7 +26,7 @@ between its encoder and its decoder, so the decode of the next pause does not qu
 
 Reply audio: a clause found in the voice's phrase cache (the greeting, fillers, the handoff line,
 the call flow's fixed lines and common openers, prewarmed; clauses of up to three words once said)
-is played without synthesis (`tts_cached_pieces`; `Turn.tts_cached` for a reply's first clause).
+is played without synthesis (`Turn.tts_cached` says so for a reply's first clause).
 
 Blocking work (STT decode, TTS synthesis) runs in two worker threads per call, so a synthesis
 never delays the transcript of an interruption.
@@ -84,13 +84,6 @@ def asks_to_stop(text: str) -> bool:
     import re
 
     return any(w in _STOP_WORDS for w in re.findall(r"[a-z]+", text.lower()))
-
-
-def _log_failure(what: str):
-    def done(f) -> None:
-        if not f.cancelled() and f.exception() is not None:
-            log.warning("%s failed: %s", what, f.exception())
-    return done
 
 
 def _short(text: str) -> bool:
@@ -236,7 +229,6 @@ class CallSession:
         self.spec_used = 0           # ... that became the answer
         self.spec_wasted = 0         # ... cancelled (the caller went on, or the final words differed)
         self.stt_abandoned = 0       # speculative decodes told to give up: the caller went on speaking
-        self.tts_cached_pieces = 0   # reply pieces spoken from the voice's phrase cache (no synthesis)
         self.starved_frames = 0      # playout pacing misses, summed over the call's replies
         self.tts_gap_ms = 0.0        # mid-reply waits for TTS, summed
 
@@ -288,9 +280,7 @@ class CallSession:
         await loop.run_in_executor(self._tts_pool, self.tts.phrase, self._greeting, 8000)
         # the fixed lines and common opening clauses into the voice's phrase cache, once per
         # process, in the background (a no-op when done)
-        flow = getattr(self.dialogue, "flow", None)
-        fut = loop.run_in_executor(None, self.tts.prewarm, engines.prewarm_phrases(self.acfg, flow))
-        fut.add_done_callback(_log_failure("phrase prewarm"))
+        loop.run_in_executor(None, engines.prewarm, self.tts, cfg, getattr(self.dialogue, "flow", None))
         if self._record:
             from .recording import CallRecorder
             self._recorder = CallRecorder(cfg.recording, self.call.call_id, {
@@ -644,7 +634,6 @@ class CallSession:
             return None
         pcm = self.tts.cached(text, 8000)
         if pcm is not None:
-            self.tts_cached_pieces += 1
             spec.cached.add(text)
             return pcm
         t0 = time.perf_counter()
@@ -951,8 +940,7 @@ class CallSession:
         else:
             t0 = time.monotonic()
             events = self.dialogue.respond(turn.user_text)
-        sp, actions = await self._speak(events, turn, t0, held=spec.audio if spec is not None else None,
-                                        held_cached=spec.cached if spec is not None else frozenset())
+        sp, actions = await self._speak(events, turn, t0, spec=spec)
         turn.reply_text = sp.full_text
         for name, args in actions:
             turn.actions.append(name)
@@ -971,11 +959,10 @@ class CallSession:
                     log.warning("send_dtmf(%r) failed: %s", digits, exc)
 
     async def _speak(self, events, turn: Turn | None, t0: float | None = None, whole: bool = False,
-                     held: dict[str, asyncio.Future] | None = None, held_cached: set[str] | frozenset = frozenset()):
+                     spec: _Spec | None = None):
         """Stream text events through the chunker and TTS to the line. Returns (speaker, actions).
-        `whole`: the text is a fixed phrase, spoken in one piece from the phrase cache. `held`:
-        pieces already synthesized (or being synthesized) by a speculative reply; `held_cached`: those of
-        them that came from the phrase cache."""
+        `whole`: the text is a fixed phrase, spoken in one piece from the phrase cache. `spec`: the
+        adopted speculative reply, whose first clause is synthesized (or being synthesized)."""
         loop = self._loop
         sp = Speaker(self.call)
         self.speaker = sp
@@ -1011,30 +998,22 @@ class CallSession:
                 text, filler, fixed = item
                 sp.begin_piece(text, filler)
                 piece_t0 = time.monotonic()
-                ready = held.pop(text, None) if held else None
+                # the piece's audio whole, if it is at hand: held by the speculative reply, a
+                # fixed phrase, or in the voice's phrase cache
+                pcm, cached = None, False
+                ready = spec.audio.pop(text, None) if spec is not None else None
                 if ready is not None:
                     pcm = await ready
-                    if cancel.is_set():
-                        break
-                    if pcm is not None:
-                        if text in held_cached and turn is not None and turn.tts_first_audio is None:
-                            turn.tts_cached = True
-                        set_tts_first((time.monotonic() - piece_t0) * 1000.0)
-                        sp.add_audio(pcm)
-                        sp.end_piece()
-                        continue
-                if fixed:
+                    cached = text in spec.cached
+                elif fixed:
                     pcm = await loop.run_in_executor(self._tts_pool, self.tts.phrase, text, 8000)
-                    if cancel.is_set():
-                        break
-                    set_tts_first((time.monotonic() - piece_t0) * 1000.0)
-                    sp.add_audio(pcm)
-                    sp.end_piece()
-                    continue
-                pcm = self.tts.cached(text, 8000)
+                else:
+                    pcm = self.tts.cached(text, 8000)
+                    cached = pcm is not None
+                if cancel.is_set():
+                    break
                 if pcm is not None:
-                    self.tts_cached_pieces += 1
-                    if turn is not None and turn.tts_first_audio is None:
+                    if cached and turn is not None and turn.tts_first_audio is None:
                         turn.tts_cached = True
                     set_tts_first((time.monotonic() - piece_t0) * 1000.0)
                     sp.add_audio(pcm)

@@ -121,12 +121,9 @@ async def _run(args) -> dict[str, Any]:
         if not args.no_baseline:
             # the same calls in the same run without the call's latency work: no speculative reply,
             # no phrase cache (every clause synthesized when its turn comes)
-            tts.phrase_cache_size = 0
-            try:
-                plain = await phase(dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, speculate=False)),
-                                    "baseline (no speculative reply, no phrase cache)")
-            finally:
-                tts.phrase_cache_size = cache_size
+            tts.phrase_cache_size = 0     # (restored below)
+            plain = await phase(dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, speculate=False)),
+                                "baseline (no speculative reply, no phrase cache)")
             out["baseline"] = {k: plain[k] for k in ("v2v_ms", "added_ms", "barge_in_stop_ms", "false_barge_ins",
                                                      "underruns", "stages_ms", "speculative", "first_clause_cached",
                                                      "errors")}

