@@ -113,7 +113,12 @@ def _numbers_as_digits(tokens: list[str]) -> list[str]:
 
 def wer(ref: str, hyp: str) -> tuple[int, int]:
     """(edit distance in words, reference words), both normalised the same way."""
-    r, h = words(ref), words(hyp)
+    r = words(ref)
+    return edit_distance(r, words(hyp)), len(r)
+
+
+def edit_distance(r, h) -> int:
+    """Levenshtein distance between two sequences (of words, or the letters of a string)."""
     d = list(range(len(h) + 1))
     for i in range(1, len(r) + 1):
         prev, d[0] = d[0], i
@@ -121,7 +126,7 @@ def wer(ref: str, hyp: str) -> tuple[int, int]:
             cur = d[j]
             d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
             prev = cur
-    return d[len(h)], len(r)
+    return d[len(h)]
 
 
 def _speech_bounds(clean: np.ndarray, rate: int) -> tuple[int, int]:

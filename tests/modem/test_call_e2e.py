@@ -36,6 +36,12 @@ def speech():
     return cfg, utterances, engines.get_stt(cfg.speech)
 
 
+def letter_error_rate(ref: str, hyp: str) -> float:
+    """Edit distance between the letters of the normalised words (spaces left out) / letters of `ref`."""
+    r = "".join(corpus.words(ref))
+    return corpus.edit_distance(r, "".join(corpus.words(hyp))) / max(1, len(r))
+
+
 def agent_cfg(cfg, target):
     return dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, handoff_target=target),
                                recording=dataclasses.replace(cfg.recording, enabled=False))
@@ -109,9 +115,11 @@ def check_session(session, report, call):
     assert "thanks for calling" in greeting and "dental" in greeting, greeting
     assert report["answer_samples"] > 8000            # the agent answered the question out loud
     callers = [t["text"].lower() for t in session.transcript if t["role"] == "caller"]
-    # the caller's question came through the modem's audio path intelligible: Whisper tiny.en may
-    # still slip on a word of the synthetic voice (a CI run heard "setter day"), so allow two errors
-    assert min(corpus.wer(QUESTION, c)[0] for c in callers) <= 2, callers
+    # the caller's question came through the modem's audio path intelligible. Counted in letters,
+    # not words: Whisper tiny.en now and then splits a word of the synthetic voice (CI runs heard
+    # "Saturday" as "setter day" and "set or day": 3 word errors, 2-3 letters), while a broken
+    # path (lost frames, wrong byte order, a slipping clock) garbles far more than 15 % of them
+    assert min(letter_error_rate(QUESTION, c) for c in callers) <= 0.15, callers
     agents = [t["text"].lower() for t in session.transcript if t["role"] == "agent"]
     assert any("saturday" in a for a in agents), agents
     assert [d["digit"] for t, d in session.events if t == "dtmf"] == ["5"]
