@@ -50,6 +50,7 @@ class Link:
         self._on_message_cb = on_message
         self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
         self._pending_dropped = 0
+        self._storing = 0  # events taken from _pending and not yet counted by the outbox
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,8 +77,9 @@ class Link:
 
     @property
     def depth(self) -> int:
-        """Events not yet acknowledged by the broker (stored plus handed over, not yet stored)."""
-        return self.outbox.depth + len(self._pending)
+        """Events not yet acknowledged by the broker (stored, being stored, handed over). Never
+        less than the truth, so a wait for 0 (a flush before stopping) cannot end early."""
+        return self.outbox.depth + self._storing + len(self._pending)
 
     @property
     def dropped(self) -> int:
@@ -161,15 +163,19 @@ class Link:
             self.outbox.count_dropped(n)
             self._pending_dropped -= n
         while self._pending:
-            batch = []
-            while self._pending and len(batch) < _PERSIST_BATCH:
-                batch.append(self._pending.popleft())
+            # counted as being stored before they leave _pending and until the outbox counts them
+            # (an event counted twice for a moment is harmless; one counted nowhere made a flush
+            # before stopping end early, leaving the last events on disk until the next start)
+            self._storing = min(len(self._pending), _PERSIST_BATCH)
+            batch = [self._pending.popleft() for _ in range(self._storing)]
             try:
                 self.outbox.append_many(batch)
             except Exception as exc:  # a broken disk must not kill the link; keep them in memory
                 log.error("fleet: cannot store %d events: %s", len(batch), exc)
                 self._pending.extendleft(reversed(batch))
                 return
+            finally:
+                self._storing = 0
 
     def _make_client(self):
         import paho.mqtt.client as mqtt

@@ -143,3 +143,36 @@ def test_reconnect_backs_off_exponentially(tmp_path):
     assert 5 <= len(attempts) <= 14, gaps
     assert max(gaps) >= 0.3 and min(gaps[3:] or [1]) >= 0.25, gaps
     assert not status.connected and status.last_error
+
+
+def test_stop_sends_events_still_being_stored_on_a_slow_disk(tmp_path, collector_factory):
+    """A slow SD card: events the link thread is still writing to the outbox count as waiting, so
+    `stop()` flushes them to the broker instead of ending its flush early and leaving them on disk
+    until the next start (a CI run of the crash test lost its last 227 events this way)."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    try:
+        watcher = collector_factory(broker.port, topics=("appliance/box1/event/#",))
+
+        async def main():
+            fleet = Fleet(FleetConfig(port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.4),
+                          "box1", "1", tmp_path / "state")
+            outbox = fleet._link.outbox
+            real_append = outbox.append_many
+
+            def slow_append(rows):
+                time.sleep(0.3)                  # the card stalls mid-write
+                return real_append(rows)
+
+            outbox.append_many = slow_append
+            await fleet.start()
+            assert await wait_for(lambda: fleet.status.connected)
+            ids = [fleet.publish_event("turn", {"n": i}) for i in range(500)]   # > inflight_max (100)
+            await fleet.stop()
+            return ids
+
+        ids = asyncio.run(main())
+        watcher.wait(lambda: len(watcher.messages) >= len(ids), 5)
+    finally:
+        broker.stop()
+    received = {json.loads(p)["id"] for _, p, _ in watcher.messages}
+    assert received == set(ids), f"{len(set(ids) - received)} of {len(ids)} events not sent before stop"
