@@ -22,10 +22,8 @@ ttyUSB1). Behaviour per MODEMS.md §2 and the drivers it cites, quirks included:
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from modem_emulator_base import FarEnd, HayesLineCollector, PtyEndpoint, Scheduler  # noqa: E402
+from modem_emulator_base import FarEnd, ModemEmulator, PtyEndpoint  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -71,59 +69,32 @@ class GsmCall:
         return f'+CLCC: {self.idx},{self.dir},{self.stat},0,0,"{self.number}",{typ}'
 
 
-class GsmModemEmulator:
+class GsmModemEmulator(ModemEmulator):
     """A cellular voice modem behind an AT pty and a PCM pty."""
+
+    PROFILES = PROFILES
+    NAME = "gsm-at"
 
     def __init__(self, profile: str = "sim7600", link: str | None = None, *, pin: str | None = None,
                  drift_ppm: float = 0.0, ring_period_s: float = 3.0, response_delay_s: float = 0.01,
                  rssi: int = 20, seed: int = 1, dial_answer_s: float = 0.8):
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}: expected one of {sorted(PROFILES)}")
-        self.profile = PROFILES[profile]
-        self.pin = pin
-        self.drift_ppm, self.ring_period_s = drift_ppm, ring_period_s
-        self.response_delay_s, self.rssi = response_delay_s, rssi
-        self.dial_answer_s = dial_answer_s
+        self.pin, self.rssi = pin, rssi
         self.dial_result: dict[str, str] = {}     # number -> "BUSY" / "NO ANSWER" (default: answers)
-        self.rng = random.Random(seed)
-        self.far = FarEnd()
-        self.sched = Scheduler()
-        self._lock = threading.RLock()
-        self.pty = PtyEndpoint(self._on_bytes, self._on_dtr_drop, link=link, name="gsm-at")
+        super().__init__(profile, link, drift_ppm=drift_ppm, ring_period_s=ring_period_s,
+                         response_delay_s=response_delay_s, seed=seed, dial_answer_s=dial_answer_s)
         self.audio_pty = PtyEndpoint(self._on_audio, link=f"{link}-audio" if link else None, name="gsm-pcm")
-        self.lines = HayesLineCollector(self.pty.write)
-        self.wedged = False
         self.commands: list[str] = []
         self.pcm_errors = 0
         self.underruns = 0
         self.tx_depth_samples: list[int] = []
-        self._stop = False
         self._power_on()
 
-    @property
-    def port(self) -> str:
-        return self.pty.path
+    def _ptys(self) -> list[PtyEndpoint]:
+        return [self.pty, self.audio_pty]
 
     @property
     def audio_port(self) -> str:
         return self.audio_pty.path
-
-    def start(self) -> GsmModemEmulator:
-        self.pty.start()
-        self.audio_pty.start()
-        threading.Thread(target=self._clock_loop, name="gsm-clock", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop = True
-        self.pty.stop()
-        self.audio_pty.stop()
-
-    def __enter__(self) -> GsmModemEmulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _power_on(self) -> None:
         self.lines.echo = True
@@ -142,27 +113,6 @@ class GsmModemEmulator:
         self._txbuf = bytearray()
         self._tx_started = False
         self.sched.clear()
-
-    # ---- faults --------------------------------------------------------------------
-    def wedge(self) -> None:
-        self.wedged = True
-
-    def unplug(self) -> None:
-        with self._lock:
-            self.pty.unplug()
-            self.audio_pty.unplug()
-            self.far.hung_up = True
-            self._power_on()
-
-    def replug(self) -> None:
-        with self._lock:
-            self.far = FarEnd()
-            self._power_on()
-            self.audio_pty.replug()
-            self.pty.replug()
-
-    def inject(self, data: bytes) -> None:
-        self.pty.write(data)
 
     # ---- far end ----------------------------------------------------------------------
     def ring(self, number: str = "+15551234", rings: int = 10, withheld: bool = False) -> None:

@@ -2,7 +2,8 @@
 USB unplug/replug, DTR-drop detection (the DTE closing the port), Hayes command-line
 collection with per-character echo, and a far-end telephone party that speaks and listens.
 
-Nothing here knows V.253 or 27.007; see voice_modem_emulator.py and gsm_modem_emulator.py.
+Nothing here knows V.253 or 27.007; see voice_modem_emulator.py and gsm_modem_emulator.py,
+whose emulators share `ModemEmulator` (lifecycle, USB faults, the far end, the clock thread).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import errno
 import heapq
 import itertools
 import os
+import random
 import select
 import threading
 import time
@@ -269,3 +271,84 @@ def tone(freq_hz: float, ms: float, amplitude: float = 8000.0, rate: int = 8000)
     """A sine burst (test signal)."""
     t = np.arange(int(rate * ms / 1000)) / rate
     return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.int16)
+
+
+class ModemEmulator:
+    """What both modem emulators share: the AT pty (and any more ptys the device has), start/stop,
+    the wedge/unplug/replug/inject faults, the far end and a clock thread running `_clock_loop`.
+
+    A subclass sets PROFILES and NAME and provides `_on_bytes`, `_on_dtr_drop`, `_power_on`
+    (power-up / ATZ / DTR-drop state) and `_clock_loop` (which runs until `_stop`).
+    """
+
+    PROFILES: dict = {}
+    NAME = "modem"
+
+    def __init__(self, profile: str, link: str | None, *, drift_ppm: float, ring_period_s: float,
+                 response_delay_s: float, seed: int, dial_answer_s: float):
+        if profile not in self.PROFILES:
+            raise ValueError(f"unknown profile {profile!r}: expected one of {sorted(self.PROFILES)}")
+        self.profile = self.PROFILES[profile]
+        self.drift_ppm, self.ring_period_s = drift_ppm, ring_period_s
+        self.response_delay_s, self.dial_answer_s = response_delay_s, dial_answer_s
+        self.rng = random.Random(seed)
+        self.far = FarEnd()
+        self.sched = Scheduler()
+        self._lock = threading.RLock()
+        self.pty = PtyEndpoint(self._on_bytes, self._on_dtr_drop, self._on_dtr_rise, link=link, name=self.NAME)
+        self.lines = HayesLineCollector(self.pty.write)
+        self.wedged = False
+        self._stop = False
+
+    def _ptys(self) -> list[PtyEndpoint]:
+        """Every port of the device, the AT port first."""
+        return [self.pty]
+
+    def _on_dtr_rise(self) -> None:
+        pass
+
+    # ---- lifecycle -----------------------------------------------------------------
+    @property
+    def port(self) -> str:
+        return self.pty.path
+
+    def start(self):
+        for p in self._ptys():
+            p.start()
+        threading.Thread(target=self._clock_loop, name=f"{self.NAME}-clock", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop = True
+        for p in self._ptys():
+            p.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- faults ------------------------------------------------------------------------
+    def wedge(self) -> None:
+        """The modem stops answering (firmware hang) until DTR drops."""
+        self.wedged = True
+
+    def unplug(self) -> None:
+        """USB unplug: the ports close under the DTE mid-whatever."""
+        with self._lock:
+            for p in self._ptys():
+                p.unplug()
+            self.far.hung_up = True
+            self._power_on()
+
+    def replug(self) -> None:
+        with self._lock:
+            self.far = FarEnd()
+            self._power_on()
+            for p in reversed(self._ptys()):
+                p.replug()
+
+    def inject(self, data: bytes) -> None:
+        """Stray bytes from the modem (line noise on a real serial link)."""
+        self.pty.write(data)

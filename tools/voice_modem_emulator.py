@@ -20,10 +20,8 @@ The far end of the line is `emu.far` (FarEnd): `say(pcm)`, `heard_audio()`, DTMF
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modem_emulator_base import FarEnd, HayesLineCollector, PtyEndpoint, Scheduler  # noqa: E402
+from modem_emulator_base import FarEnd, ModemEmulator  # noqa: E402
 
 from appliance.audio import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode  # noqa: E402
 
@@ -116,51 +114,21 @@ class Stats:
     resets: int = 0
 
 
-class VoiceModemEmulator:
+class VoiceModemEmulator(ModemEmulator):
     """A V.253 voice modem behind a pty. Start with `start()`; the DTE opens `port`."""
+
+    PROFILES = PROFILES
+    NAME = "voicemodem"
 
     def __init__(self, profile: str = "conexant", link: str | None = None, *, drift_ppm: float = 0.0,
                  ring_period_s: float = 6.0, cid_delay_s: float = 0.5, response_delay_s: float = 0.01,
                  stray_on_open: bool = True, seed: int = 1, dial_answer_s: float = 1.0):
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}: expected one of {sorted(PROFILES)}")
-        self.profile = PROFILES[profile]
-        self.drift_ppm = drift_ppm
-        self.ring_period_s, self.cid_delay_s = ring_period_s, cid_delay_s
-        self.response_delay_s, self.stray_on_open = response_delay_s, stray_on_open
-        self.dial_answer_s = dial_answer_s
+        self.cid_delay_s, self.stray_on_open = cid_delay_s, stray_on_open
         self.dial_result = "VCON"        # what the far end does on ATD: VCON, BUSY, NO DIALTONE, NO ANSWER
-        self.rng = random.Random(seed)
-        self.far = FarEnd()
         self.stats = Stats()
-        self.sched = Scheduler()
-        self._lock = threading.RLock()
-        self.pty = PtyEndpoint(self._on_bytes, self._on_dtr_drop, self._on_dtr_rise, link=link, name="voicemodem")
-        self.lines = HayesLineCollector(self.pty.write)
-        self.wedged = False
-        self._stop = False
+        super().__init__(profile, link, drift_ppm=drift_ppm, ring_period_s=ring_period_s,
+                         response_delay_s=response_delay_s, seed=seed, dial_answer_s=dial_answer_s)
         self._power_on()
-
-    # ---- lifecycle -----------------------------------------------------------------
-    @property
-    def port(self) -> str:
-        return self.pty.path
-
-    def start(self) -> VoiceModemEmulator:
-        self.pty.start()
-        self._clock = threading.Thread(target=self._clock_loop, name="voicemodem-clock", daemon=True)
-        self._clock.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop = True
-        self.pty.stop()
-
-    def __enter__(self) -> VoiceModemEmulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _power_on(self) -> None:
         """Power-up / ATZ / DTR drop: echo on, data class, on-hook, voice settings forgotten."""
@@ -179,28 +147,6 @@ class VoiceModemEmulator:
         self._play_ending = False
         self._dial_digits = ""
         self.sched.clear()
-
-    # ---- faults ------------------------------------------------------------------------
-    def wedge(self) -> None:
-        """The modem stops answering (firmware hang) until DTR drops."""
-        self.wedged = True
-
-    def unplug(self) -> None:
-        """USB unplug: the pty closes under the DTE mid-whatever."""
-        with self._lock:
-            self.pty.unplug()
-            self._power_on()
-            self.far.hung_up = True
-
-    def replug(self) -> None:
-        with self._lock:
-            self.far = FarEnd()
-            self._power_on()
-            self.pty.replug()
-
-    def inject(self, data: bytes) -> None:
-        """Stray bytes from the modem (line noise on a real serial link)."""
-        self.pty.write(data)
 
     # ---- far-end actions -----------------------------------------------------------
     def ring(self, number: str = "5551234", name: str = "ALICE", rings: int = 10) -> None:
