@@ -139,6 +139,16 @@ class AtLine(Line):
         except CommandError:
             return None
 
+    def _identify(self, ch: ATChannel, commands: tuple[str, ...]) -> str:
+        """Ask the identification commands; keep what each answered in `identity`, return it all."""
+        ident = {}
+        for c in commands:
+            r = self._try(ch, c)
+            if r is not None and r.lines:
+                ident[c] = " ".join(r.lines)
+        self.identity = ident
+        return " ".join(ident.values())
+
     def _channel(self) -> ATChannel:
         ch = self.channel
         if ch is None or not ch.is_open:

@@ -203,13 +203,8 @@ class GsmLine(AtLine):
         self._cmd(ch, "ATZ")
         self._cmd(ch, "ATE0")
         self._try(ch, "AT+CMEE=1")
-        ident = {}
-        for c in ("AT+CGMI", "AT+CGMM", "AT+CGMR"):
-            r = self._try(ch, c)
-            if r is not None and r.lines:
-                ident[c] = " ".join(r.lines)
-        self.identity = ident
-        self.dialect = (detect_gsm_dialect(" ".join(ident.values())) if self.config.dialect == "auto"
+        ident = self._identify(ch, ("AT+CGMI", "AT+CGMM", "AT+CGMR"))
+        self.dialect = (detect_gsm_dialect(ident) if self.config.dialect == "auto"
                         else GSM_DIALECTS[self.config.dialect]())
         self._unlock_sim(ch)
         for c in ("AT+CLIP=1", "AT+CVHU=0", "AT+CREG=2", "AT+CEREG=2", *self.dialect.setup,

@@ -98,14 +98,9 @@ class VoiceModemLine(AtLine):
         self._cmd(ch, "ATZ", max(3.0, self.config.command_timeout_s))
         self._cmd(ch, "ATE0")
         self._try(ch, "ATV1")
-        ident = {}
-        for c in ("ATI", "ATI3", "AT+GMI"):
-            r = self._try(ch, c)
-            if r is not None and r.lines:
-                ident[c] = " ".join(r.lines)
-        self.identity = ident
+        ident = self._identify(ch, ("ATI", "ATI3", "AT+GMI"))
         if self.config.dialect == "auto":
-            self.dialect = detect_dialect(" ".join(ident.values()))
+            self.dialect = detect_dialect(ident)
         else:
             self.dialect = DIALECTS[self.config.dialect]()
         r = self._try(ch, "AT+FCLASS=?")
