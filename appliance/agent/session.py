@@ -159,7 +159,7 @@ class Turn:
 class BargeIn:
     onset_ms: float          # caller speech onset (audio time)
     paused_at_ms: float      # when playout was paused (audio time of the frame that decided it)
-    speech_ms: float = 0.0
+    speech_ms: float = 0.0   # caller speech in the burst, from its onset (the part before the pause included)
     quiet_ms: float = 0.0
     outcome: str = "pending"  # 'barge_in' | 'backchannel'
     during: str = "speaking"
@@ -714,7 +714,8 @@ class CallSession:
         b = self._barge
         if b is None:
             if caller and floor is not None:
-                b = self._barge = BargeIn(onset_ms=t - self.acfg.barge_in_pause_ms, paused_at_ms=t, during=floor)
+                b = self._barge = BargeIn(onset_ms=t - self.acfg.barge_in_pause_ms, paused_at_ms=t, during=floor,
+                                          speech_ms=self.acfg.barge_in_pause_ms)
                 self._burst_text = None
                 if floor == "speaking":
                     self.speaker.pause()   # urgent: stop the agent's voice on this frame
@@ -725,13 +726,12 @@ class CallSession:
             b.quiet_ms = 0.0
         else:
             b.quiet_ms += FRAME_MS
-        spoken = b.speech_ms + self.acfg.barge_in_pause_ms
-        if spoken >= BARGE_IN_SURE_MS:
+        if b.speech_ms >= BARGE_IN_SURE_MS:
             self._confirm(b, "long speech")
             return
         if caller:
             return
-        if spoken < self.acfg.barge_in_min_ms:
+        if b.speech_ms < self.acfg.barge_in_min_ms:
             if b.quiet_ms >= FALSE_BARGE_QUIET_MS:
                 self._resume_after(b, "noise")
             return
@@ -741,7 +741,7 @@ class CallSession:
         if text is not None and asks_to_stop(text):
             self._confirm(b, f"short, but asks to stop: {text!r}")
         elif text is not None or b.quiet_ms >= SHORT_TEXT_WAIT_MS:
-            self._resume_after(b, f"backchannel ({spoken:.0f} ms{', heard ' + repr(text) if text else ''})")
+            self._resume_after(b, f"backchannel ({b.speech_ms:.0f} ms{', heard ' + repr(text) if text else ''})")
 
     def _confirm(self, b: BargeIn, why: str) -> None:
         b.outcome = "barge_in"
