@@ -65,6 +65,29 @@ def parse_rtp(data: bytes) -> RtpPacket:
     return RtpPacket(b1 & 0x7F, seq, ts, ssrc, bytes(data[pos:end]), bool(b1 & 0x80))
 
 
+RTT_SLACK_S = 0.01   # a round trip this much below zero is a short path's rounding: 0
+
+
+def rtt_seconds(lsr: int, dlsr: int, now_unix: float) -> float | None:
+    """RFC 3550 §6.4.1: the round-trip time from a report block, RTT = A - LSR - DLSR in 1/65536 s
+    (middle 32 bits of NTP time), or None without an SR to refer to (LSR 0) or for nonsense.
+
+    On a short path the peer's DLSR rounding (baresip counts it in ms) can exceed the real round
+    trip: the difference is a little below zero, which unsigned arithmetic turns into ~18 hours;
+    such a value is a round trip of 0, not a missing one."""
+    if not lsr:
+        return None
+    now = now_unix + 2208988800.0
+    mid = ((int(now) & 0xFFFF) << 16) | int((now % 1.0) * 65536)
+    d = (mid - lsr - dlsr) & 0xFFFFFFFF
+    if d >= 1 << 31:
+        d -= 1 << 32                      # signed: a little negative, or garbage
+    rtt = d / 65536.0
+    if -RTT_SLACK_S <= rtt < 0:
+        return 0.0
+    return rtt if 0 <= rtt < 60.0 else None
+
+
 def parse_rtcp(data: bytes) -> list[dict]:
     """Parse a compound RTCP packet into SR/RR report dicts (other packet types are skipped)."""
     out: list[dict] = []
@@ -289,12 +312,9 @@ class RtpSession:
                     self.remote_report = {"fraction_lost": block["fraction_lost"],
                                           "cumulative_lost": block["cumulative_lost"],
                                           "jitter_ms": block["jitter"] / 8.0}
-                    if block["lsr"]:  # RFC 3550 §6.4.1: RTT = now - LSR - DLSR (1/65536 s units)
-                        now = time.time() + 2208988800.0
-                        mid = ((int(now) & 0xFFFF) << 16) | int((now % 1.0) * 65536)
-                        rtt = ((mid - block["lsr"] - block["dlsr"]) & 0xFFFFFFFF) / 65536.0
-                        if rtt < 60.0:
-                            self.remote_report["rtt_ms"] = round(rtt * 1000.0, 2)
+                    rtt = rtt_seconds(block["lsr"], block["dlsr"], time.time())
+                    if rtt is not None:
+                        self.remote_report["rtt_ms"] = round(rtt * 1000.0, 2)
                     self.call.events.put_nowait(LineEvent(
                         "metrics", {"rtcp": "remote", **self.remote_report,
                                     "local": self.receive_stats()}, self.call.call_id))
