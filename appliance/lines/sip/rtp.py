@@ -66,6 +66,13 @@ def parse_rtp(data: bytes) -> RtpPacket:
 
 
 RTT_SLACK_S = 0.01   # a round trip this much below zero is a short path's rounding: 0
+NTP_UNIX_OFFSET_S = 2208988800.0   # NTP's epoch (1900) is this long before Unix's (1970)
+
+
+def ntp_mid32(unix_s: float) -> int:
+    """The middle 32 bits of the NTP time of `unix_s` (16.16 fixed point): what an SR's LSR echoes."""
+    ntp = unix_s + NTP_UNIX_OFFSET_S
+    return ((int(ntp) & 0xFFFF) << 16) | int((ntp % 1.0) * 65536)
 
 
 def rtt_seconds(lsr: int, dlsr: int, now_unix: float) -> float | None:
@@ -77,9 +84,7 @@ def rtt_seconds(lsr: int, dlsr: int, now_unix: float) -> float | None:
     such a value is a round trip of 0, not a missing one."""
     if not lsr:
         return None
-    now = now_unix + 2208988800.0
-    mid = ((int(now) & 0xFFFF) << 16) | int((now % 1.0) * 65536)
-    d = (mid - lsr - dlsr) & 0xFFFFFFFF
+    d = (ntp_mid32(now_unix) - lsr - dlsr) & 0xFFFFFFFF
     if d >= 1 << 31:
         d -= 1 << 32                      # signed: a little negative, or garbage
     rtt = d / 65536.0
@@ -320,7 +325,7 @@ class RtpSession:
                                     "local": self.receive_stats()}, self.call.call_id))
 
     def _rtcp_packet(self) -> bytes:
-        now = time.time() + 2208988800.0
+        now = time.time() + NTP_UNIX_OFFSET_S
         ntp_hi, ntp_lo = int(now), int((now % 1.0) * (1 << 32))
         blocks = b""
         if self.remote_ssrc is not None:
